@@ -1,0 +1,63 @@
+"""``build_model``: backbones by name."""
+
+from __future__ import annotations
+
+import inspect
+from collections.abc import Callable
+from typing import Any
+
+from .base import StagedModel
+from .cifar_resnet import PreActResNet18, ResNet32
+from .small_cnn import SmallCNN
+from .torchvision_resnet import TorchvisionResNet
+
+
+def _torchvision(arch: str) -> Callable[..., StagedModel]:
+    def build(num_classes: int, in_channels: int = 3, weights: Any = None, zero_init_residual: bool = False):
+        return TorchvisionResNet(
+            arch, num_classes, in_channels=in_channels, weights=weights, zero_init_residual=zero_init_residual
+        )
+
+    build.__name__ = arch
+    return build
+
+
+_BUILDERS: dict[str, Callable[..., StagedModel]] = {
+    "resnet32": ResNet32,
+    "preact_resnet18": PreActResNet18,
+    "small_cnn": SmallCNN,
+    "resnet18": _torchvision("resnet18"),
+    "resnet34": _torchvision("resnet34"),
+    "resnet50": _torchvision("resnet50"),
+}
+
+MODELS: tuple[str, ...] = tuple(_BUILDERS)
+
+
+def _options(builder: Callable[..., StagedModel]) -> list[str]:
+    params = inspect.signature(builder).parameters
+    return [p for p in params if p not in ("self", "num_classes", "in_channels")]
+
+
+def build_model(name: str, num_classes: int, in_channels: int = 3, **kwargs: Any) -> StagedModel:
+    """Build the backbone ``name`` (one of ``MODELS``) as a ``StagedModel``.
+
+    Takes ``num_classes`` and ``in_channels`` (both positive integers) and the backbone's own options
+    (``small_cnn``: ``feature_dim``, ``width``, ``hidden_dim``; ``preact_resnet18``: ``width``;
+    ``resnet32``: ``blocks_per_group``; torchvision ResNets: ``weights``, ``zero_init_residual``).
+    Raises ``ValueError`` for an unknown name (listing the known ones) or an unknown option (naming it).
+    """
+    if name not in _BUILDERS:
+        raise ValueError(f"unknown model {name!r}; known models: {', '.join(MODELS)}")
+    builder = _BUILDERS[name]
+    allowed = _options(builder)
+    unknown = sorted(set(kwargs) - set(allowed))
+    if unknown:
+        raise ValueError(
+            f"unknown option(s) {', '.join(unknown)} for model {name!r}; "
+            f"its options: {', '.join(allowed) if allowed else '(none)'}"
+        )
+    for arg, value in (("num_classes", num_classes), ("in_channels", in_channels)):
+        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+            raise ValueError(f"{arg} must be a positive integer, got {value!r}")
+    return builder(num_classes, in_channels=in_channels, **kwargs)
