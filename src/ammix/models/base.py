@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 
 import torch
 from torch import nn
@@ -53,6 +53,15 @@ class StagedModel(nn.Module):
             x = stage(x)
         return x
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """Returns the ``B x num_classes`` logits of ``x``."""
-        return self.head(self.features(x))
+    def forward(self, x: torch.Tensor, at_boundary: Callable | None = None) -> torch.Tensor:
+        """Returns the ``B' x num_classes`` logits of ``x``.
+
+        ``at_boundary(k, h) -> h``, when given, is applied at every stage boundary k = 0 (the input)
+        .. ``num_stages`` (the feature) and may change the batch (``ammix.mixing.mixed_forward`` mixes
+        there). It runs inside ``forward`` so that DistributedDataParallel sees one ordinary pass.
+        """
+        if at_boundary is None:
+            return self.head(self.features(x))
+        for k, stage in enumerate(self.stages):
+            x = stage(at_boundary(k, x))
+        return self.head(at_boundary(len(self.stages), x))

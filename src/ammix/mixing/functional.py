@@ -1,0 +1,102 @@
+"""Pure tensor helpers shared by the mixing methods: labels, losses, random draws, pairings."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+
+def one_hot(labels: torch.Tensor, num_classes: int, dtype: torch.dtype = torch.float32) -> torch.Tensor:
+    """Integer labels (B,) -> one-hot probabilities (B, num_classes) of `dtype`."""
+    return F.one_hot(labels.long(), num_classes).to(dtype)
+
+
+def soft_cross_entropy(
+    logits: torch.Tensor, targets: torch.Tensor, label_smoothing: float = 0.0
+) -> torch.Tensor:
+    """Mean over the batch of -sum_c targets_c * log_softmax(logits)_c.
+
+    `targets` are probabilities (B, C). Label smoothing is applied here and only here, after any
+    mixing: mixing is linear in the targets, so smoothing the mixed target equals mixing smoothed
+    labels, and no method has to smooth on its own. The loss is computed in float32.
+    """
+    targets = targets.float()
+    if label_smoothing > 0:
+        targets = targets * (1.0 - label_smoothing) + label_smoothing / targets.shape[1]
+    return -(targets * F.log_softmax(logits.float(), dim=1)).sum(dim=1).mean()
+
+
+def sample_beta(alpha: float, generator: torch.Generator | None = None) -> float:
+    """One draw of Beta(alpha, alpha) as a float; 1.0 when alpha <= 0 (no mixing).
+
+    torch's Beta sampler takes no generator, so numpy draws it from a seed taken from `generator`
+    (or from torch's global stream): the draw stays reproducible from torch's random state alone.
+    """
+    if alpha <= 0:
+        return 1.0
+    seed = int(torch.randint(0, 2**62, (1,), generator=generator).item())
+    return float(np.random.default_rng(seed).beta(alpha, alpha))
+
+
+def random_permutation(n: int, generator: torch.Generator | None, device: torch.device) -> torch.Tensor:
+    """A random permutation of range(n) drawn from `generator` (on its own device), moved to `device`."""
+    gen_device = generator.device if generator is not None else "cpu"
+    return torch.randperm(n, generator=generator, device=gen_device).to(device)
+
+
+def interclass_partners(labels: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
+    """For each sample i, the index of a partner j drawn uniformly among samples with y_j != y_i.
+
+    Returns a long tensor (B,) on the labels' device. Every sample has such a partner as soon as the
+    batch holds two classes; callers must handle a single-class batch first (rows of -1 are returned
+    for samples without a partner).
+    """
+    gen_device = generator.device if generator is not None else torch.device("cpu")
+    y = labels.to(gen_device)
+    other_class = y[:, None] != y[None, :]
+    # Uniform draw among the allowed partners: the argmax of i.i.d. uniform scores over them.
+    scores = torch.rand(other_class.shape, generator=generator, device=gen_device)
+    scores = scores.masked_fill(~other_class, -1.0)
+    partners = scores.argmax(dim=1)
+    partners[~other_class.any(dim=1)] = -1
+    return partners.to(labels.device)
+
+
+def interpolate(x: torch.Tensor, partner: torch.Tensor, lam: float) -> torch.Tensor:
+    """lam * x + (1 - lam) * partner, keeping the dtype of `x`."""
+    return x * lam + partner * (1.0 - lam)
+
+
+def cutmix_box(
+    height: int, width: int, lam: float, generator: torch.Generator | None = None
+) -> tuple[int, int, int, int]:
+    """CutMix's box (Yun et al. 2019): side ratio sqrt(1 - lam), centre uniform, clipped to the image.
+
+    Returns (top, bottom, left, right) with bottom/right exclusive.
+    """
+    cut = math.sqrt(1.0 - lam)
+    cut_h, cut_w = int(height * cut), int(width * cut)
+    cy = int(torch.randint(0, height, (1,), generator=generator).item())
+    cx = int(torch.randint(0, width, (1,), generator=generator).item())
+    top, bottom = max(cy - cut_h // 2, 0), min(cy + cut_h // 2, height)
+    left, right = max(cx - cut_w // 2, 0), min(cx + cut_w // 2, width)
+    return top, bottom, left, right
+
+
+def remix_label_weight(
+    lam: float, counts_i: torch.Tensor, counts_j: torch.Tensor, kappa: float = 3.0, tau: float = 0.5
+) -> torch.Tensor:
+    """Remix's per-sample label weight of sample i (Chou et al. 2020, eq. 8).
+
+    `counts_i`, `counts_j`: training-set counts of each pair's classes (B,). Returns lam_y (B,):
+    0 where n_i / n_j >= kappa and lam < tau (the label goes to the rarer j), 1 where
+    n_i / n_j <= 1 / kappa and 1 - lam < tau (it stays with the rarer i), lam elsewhere.
+    """
+    ratio = counts_i.double() / counts_j.double()
+    weight = torch.full_like(ratio, lam)
+    weight[(ratio >= kappa) & (lam < tau)] = 0.0
+    weight[(ratio <= 1.0 / kappa) & (1.0 - lam < tau)] = 1.0
+    return weight.float()

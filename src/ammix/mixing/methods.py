@@ -1,0 +1,287 @@
+"""The mixing methods: AM-mixup and the baselines it is compared with.
+
+Each method is a small callable, ``mixer(x, labels, epoch=e) -> (x_mixed, targets)``, where
+``targets`` are probabilities (B' x C). It knows where it acts through ``choose_stage(num_stages)``:
+0 is the input, ``k`` the output of stage ``k``, ``num_stages`` the final feature (see
+``ammix.mixing.forward.mixed_forward``, which runs a staged model with a mixer).
+"""
+
+from __future__ import annotations
+
+import torch
+
+from .functional import (
+    cutmix_box,
+    interclass_partners,
+    interpolate,
+    one_hot,
+    random_permutation,
+    remix_label_weight,
+    sample_beta,
+)
+from .schedules import SCHEDULES, gamma_for, midpoint_ratio
+
+
+def _require(condition: bool, message: str) -> None:
+    if not condition:
+        raise ValueError(message)
+
+
+class _Mixer:
+    """Shared plumbing: class count, random stream and the site a method acts at."""
+
+    site = "input"
+    clean_weight = 0.0
+
+    def __init__(self, num_classes: int, generator: torch.Generator | None = None):
+        _require(int(num_classes) >= 2, f"num_classes must be >= 2, got {num_classes}")
+        self.num_classes = int(num_classes)
+        self.generator = generator
+
+    def choose_stage(self, num_stages: int) -> int:
+        """Stage boundary this step acts at: 0 = input, num_stages = final feature."""
+        return num_stages if self.site == "feature" else 0
+
+    def _one_hot(self, labels: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
+        dtype = like.dtype if like.is_floating_point() else torch.float32
+        return one_hot(labels, self.num_classes, dtype)
+
+    def __repr__(self) -> str:
+        options = ", ".join(f"{k}={v!r}" for k, v in vars(self).items() if k != "generator")
+        return f"{type(self).__name__}({options})"
+
+
+class NoMixing(_Mixer):
+    """Plain cross-entropy: the batch unchanged, one-hot targets."""
+
+    def __call__(self, x, labels, epoch: float = 0.0):
+        return x, self._one_hot(labels, x)
+
+
+class Mixup(_Mixer):
+    """Input mixup (Zhang et al., ICLR 2018, "mixup: Beyond Empirical Risk Minimization").
+
+    One lam ~ Beta(alpha, alpha) per batch, partners from a random permutation:
+    ``x = lam * x_i + (1 - lam) * x_j``, ``t = lam * y_i + (1 - lam) * y_j``.
+    """
+
+    def __init__(self, num_classes: int, alpha: float = 1.0, generator: torch.Generator | None = None):
+        super().__init__(num_classes, generator)
+        _require(alpha > 0, f"alpha must be > 0, got {alpha}")
+        self.alpha = float(alpha)
+
+    def __call__(self, x, labels, epoch: float = 0.0):
+        lam = sample_beta(self.alpha, self.generator)
+        perm = random_permutation(x.shape[0], self.generator, x.device)
+        targets = self._one_hot(labels, x)
+        return interpolate(x, x[perm], lam), interpolate(targets, targets[perm], lam)
+
+
+class ManifoldMixup(Mixup):
+    """Manifold mixup (Verma et al., ICML 2019): mixup at a layer drawn anew each step.
+
+    The layer is drawn uniformly from `layers` (0 = the input, k = after stage k); the paper's
+    PreAct ResNet-18 setting is {0, 1, 2} with alpha = 2. Layers beyond the model's last hidden
+    stage are ignored.
+    """
+
+    site = "hidden"
+
+    def __init__(
+        self,
+        num_classes: int,
+        alpha: float = 2.0,
+        layers: tuple[int, ...] | list[int] = (0, 1, 2),
+        generator: torch.Generator | None = None,
+    ):
+        super().__init__(num_classes, alpha, generator)
+        layers = tuple(int(k) for k in layers)
+        _require(len(layers) > 0 and min(layers) >= 0, f"layers must be non-negative ints, got {layers}")
+        self.layers = layers
+
+    def choose_stage(self, num_stages: int) -> int:
+        eligible = [k for k in self.layers if k < num_stages]
+        _require(bool(eligible), f"none of layers {self.layers} is below the model's {num_stages} stages")
+        return eligible[int(torch.randint(len(eligible), (1,), generator=self.generator).item())]
+
+
+class CutMix(_Mixer):
+    """CutMix (Yun et al., ICCV 2019): paste a box of a partner image, label by the pasted area.
+
+    lam ~ Beta(alpha, alpha) sets the box; the label weight is then corrected to the area actually
+    kept after clipping at the border, ``1 - box_area / image_area``. Applied to a batch with
+    probability `prob` (the authors' CIFAR runs use ``--cutmix_prob 0.5``).
+    """
+
+    def __init__(
+        self,
+        num_classes: int,
+        alpha: float = 1.0,
+        prob: float = 0.5,
+        generator: torch.Generator | None = None,
+    ):
+        super().__init__(num_classes, generator)
+        _require(alpha > 0, f"alpha must be > 0, got {alpha}")
+        _require(0.0 <= prob <= 1.0, f"prob must be in [0, 1], got {prob}")
+        self.alpha, self.prob = float(alpha), float(prob)
+
+    def __call__(self, x, labels, epoch: float = 0.0):
+        _require(x.dim() == 4, f"CutMix needs images (B, C, H, W), got shape {tuple(x.shape)}")
+        targets = self._one_hot(labels, x)
+        if torch.rand(1, generator=self.generator).item() >= self.prob:
+            return x, targets
+        lam = sample_beta(self.alpha, self.generator)
+        perm = random_permutation(x.shape[0], self.generator, x.device)
+        height, width = x.shape[2:]
+        top, bottom, left, right = cutmix_box(height, width, lam, self.generator)
+        mixed = x.clone()
+        mixed[:, :, top:bottom, left:right] = x[perm, :, top:bottom, left:right]
+        kept = 1.0 - (bottom - top) * (right - left) / (height * width)
+        return mixed, interpolate(targets, targets[perm], kept)
+
+
+class Remix(Mixup):
+    """Remix (Chou et al., ECCV-W 2020, "Remix: Rebalanced Mixup"): mixup whose label favours the rarer class.
+
+    Inputs are mixed as in mixup; sample i's label weight follows `remix_label_weight` with the
+    paper's kappa = 3, tau = 0.5, computed from the training set's per-class counts.
+    """
+
+    def __init__(
+        self,
+        num_classes: int,
+        class_counts,
+        alpha: float = 1.0,
+        kappa: float = 3.0,
+        tau: float = 0.5,
+        generator: torch.Generator | None = None,
+    ):
+        super().__init__(num_classes, alpha, generator)
+        _require(class_counts is not None, "Remix needs class_counts (training samples per class)")
+        counts = torch.as_tensor(class_counts, dtype=torch.float64)
+        _require(
+            counts.shape == (num_classes,) and bool((counts > 0).all()),
+            f"class_counts must be {num_classes} positive numbers, got {list(class_counts)}",
+        )
+        _require(kappa >= 1 and 0 <= tau <= 1, f"need kappa >= 1 and tau in [0, 1], got {kappa}, {tau}")
+        self.class_counts, self.kappa, self.tau = counts, float(kappa), float(tau)
+
+    def __call__(self, x, labels, epoch: float = 0.0):
+        lam = sample_beta(self.alpha, self.generator)
+        perm = random_permutation(x.shape[0], self.generator, x.device)
+        counts = self.class_counts.to(labels.device)[labels]
+        weight = remix_label_weight(lam, counts, counts[perm], self.kappa, self.tau).to(x.device)
+        targets = self._one_hot(labels, x)
+        weight = weight.to(targets.dtype)[:, None]
+        return interpolate(x, x[perm], lam), targets * weight + targets[perm] * (1 - weight)
+
+
+class AsymptoticMidpointMixup(_Mixer):
+    """Asymptotic Midpoint Mixup (Kim, Lee, Kim 2024, arXiv 2401.14696) on the encoder's features.
+
+    Each sample's feature is interpolated with an inter-class partner's at one ratio for the whole
+    batch, ``h_i' = lam * h_i + (1 - lam) * h_j`` with ``y_j != y_i``, and labelled on a single side,
+    ``y_i``. lam decays asymptotically from 1.0 towards 0.5 over training: with the defaults,
+    ``lam(e) = 0.5 + 0.5 * gamma ** e`` at (fractional) epoch e.
+
+    Options, each an ablation (only what the abstract states is fixed; the rest is reconstructed):
+
+    - ``gamma``: decay per epoch of the ``exp`` schedule, in (0, 1).
+    - ``schedule``: ``exp`` (default), ``linear`` or ``cosine`` to epoch ``total``, or ``constant``.
+    - ``lam_end``: the ratio the schedule ends at (exp: its asymptote), in [0.5, 1]. ``constant``
+      with ``lam_end=1`` does no interpolation at all: the control for the pairing rule alone.
+    - ``total``: training length in epochs; needed by ``linear``, ``cosine`` and ``lam_at_total``.
+    - ``lam_at_total``: exp only; choose gamma so that lam(total) equals it (overrides ``gamma``).
+    - ``granularity``: ``step`` updates lam every step from the fractional epoch; ``epoch`` holds it
+      for a whole epoch (lam(floor(e))).
+    - ``pairing``: ``redraw`` (default) draws each sample's partner uniformly among the other-class
+      samples of the batch, so every sample is augmented; ``drop`` pairs by a random permutation and
+      drops same-class pairs. ``drop`` shrinks the batch and, on long-tailed data, drops mostly
+      head-class samples: a hidden re-balancing.
+    - ``label``: ``single`` (one-hot of y_i) or ``soft`` (``lam * y_i + (1 - lam) * y_j``).
+    - ``clean_weight``: weight of an extra cross-entropy on the clean features (0 = none).
+    - ``detach_partner``: stop the gradient through the partner feature h_j.
+    - ``site``: ``feature`` (default), ``input``, or a stage boundary index.
+
+    A batch holding a single class has no inter-class pair: it is returned unaugmented.
+    """
+
+    PAIRINGS = ("redraw", "drop")
+    LABELS = ("single", "soft")
+    GRANULARITIES = ("step", "epoch")
+
+    def __init__(
+        self,
+        num_classes: int,
+        gamma: float = 0.95,
+        schedule: str = "exp",
+        lam_end: float = 0.5,
+        total: float | None = None,
+        lam_at_total: float | None = None,
+        granularity: str = "step",
+        pairing: str = "redraw",
+        label: str = "single",
+        clean_weight: float = 0.0,
+        detach_partner: bool = False,
+        site: str | int = "feature",
+        generator: torch.Generator | None = None,
+    ):
+        super().__init__(num_classes, generator)
+        _require(0.0 < gamma < 1.0, f"gamma must be in (0, 1), got {gamma}")
+        _require(schedule in SCHEDULES, f"schedule must be one of {', '.join(SCHEDULES)}, got {schedule!r}")
+        _require(0.5 <= lam_end <= 1.0, f"lam_end must be in [0.5, 1], got {lam_end}")
+        needs_total = schedule in ("linear", "cosine") or lam_at_total is not None
+        _require(
+            not needs_total or (total is not None and total > 0),
+            f"schedule {schedule!r} with lam_at_total={lam_at_total} needs total > 0 (epochs), got {total}",
+        )
+        if lam_at_total is not None:
+            _require(schedule == "exp", "lam_at_total applies to the exp schedule only")
+            _require(lam_end < lam_at_total < 1.0, f"lam_at_total must be in ({lam_end}, 1), got {lam_at_total}")
+            gamma = gamma_for(lam_at_total, lam_end, total)
+        _require(granularity in self.GRANULARITIES, f"granularity must be step or epoch, got {granularity!r}")
+        _require(pairing in self.PAIRINGS, f"pairing must be redraw or drop, got {pairing!r}")
+        _require(label in self.LABELS, f"label must be single or soft, got {label!r}")
+        _require(clean_weight >= 0, f"clean_weight must be >= 0, got {clean_weight}")
+        _require(
+            site in ("feature", "input") or (isinstance(site, int) and site >= 0),
+            f"site must be 'feature', 'input' or a stage index >= 0, got {site!r}",
+        )
+        self.gamma, self.schedule, self.lam_end, self.total = float(gamma), schedule, float(lam_end), total
+        self.granularity, self.pairing, self.label = granularity, pairing, label
+        self.clean_weight, self.detach_partner = float(clean_weight), bool(detach_partner)
+        self.stage = site
+        self.site = site if isinstance(site, str) else "hidden"
+
+    def lam(self, epoch: float) -> float:
+        """The interpolation ratio used at (fractional) epoch `epoch`."""
+        t = float(int(epoch)) if self.granularity == "epoch" else float(epoch)
+        return midpoint_ratio(t, self.schedule, self.gamma, self.lam_end, self.total)
+
+    def choose_stage(self, num_stages: int) -> int:
+        if self.stage == "feature":
+            return num_stages
+        if self.stage == "input":
+            return 0
+        _require(self.stage <= num_stages, f"site {self.stage} is beyond the model's {num_stages} stages")
+        return self.stage
+
+    def __call__(self, x, labels, epoch: float = 0.0):
+        targets = self._one_hot(labels, x)
+        if self.pairing == "redraw":
+            partners = interclass_partners(labels, self.generator)
+            if bool((partners < 0).any()):
+                return x, targets  # a single-class batch: no inter-class pair to mix
+            anchors = x
+        else:
+            permutation = random_permutation(x.shape[0], self.generator, x.device)
+            keep = labels != labels[permutation]
+            if not bool(keep.any()):
+                return x, targets
+            anchors, targets, partners = x[keep], targets[keep], permutation[keep]
+        partner_x = x[partners].detach() if self.detach_partner else x[partners]
+        lam = self.lam(epoch)
+        mixed = interpolate(anchors, partner_x, lam)
+        if self.label == "soft":
+            targets = interpolate(targets, self._one_hot(labels[partners], x), lam)
+        return mixed, targets
