@@ -237,7 +237,9 @@ class AsymptoticMidpointMixup(_Mixer):
         )
         if lam_at_total is not None:
             _require(schedule == "exp", "lam_at_total applies to the exp schedule only")
-            _require(lam_end < lam_at_total < 1.0, f"lam_at_total must be in ({lam_end}, 1), got {lam_at_total}")
+            _require(
+                lam_end < lam_at_total < 1.0, f"lam_at_total must be in ({lam_end}, 1), got {lam_at_total}"
+            )
             gamma = gamma_for(lam_at_total, lam_end, total)
         _require(granularity in self.GRANULARITIES, f"granularity must be step or epoch, got {granularity!r}")
         _require(pairing in self.PAIRINGS, f"pairing must be redraw or drop, got {pairing!r}")
