@@ -1,0 +1,50 @@
+"""Analysis: collapse metrics on features and predictions, and the feature-map figures.
+
+Metrics (:mod:`ammix.analysis.metrics`) are pure functions of tensors; figures
+(:mod:`ammix.analysis.figures`) use matplotlib's object API with the Agg canvas (no pyplot state).
+"""
+
+from .figures import CAPTION_KEYS, class_colors, feature_map_figure, plot_feature_map
+from .metrics import (
+    REPORT_KEYS,
+    alignment,
+    balanced_accuracy,
+    centroid_distances,
+    class_centroids,
+    class_feature_norms,
+    collapse_report,
+    expected_calibration_error,
+    feature_norms,
+    group_accuracy,
+    intra_class_spread,
+    many_medium_few_groups,
+    margin_to_boundary,
+    min_centroid_distance,
+    neighbour_uniformity,
+    per_class_accuracy,
+    uniformity,
+)
+
+__all__ = [
+    "REPORT_KEYS",
+    "CAPTION_KEYS",
+    "alignment",
+    "uniformity",
+    "neighbour_uniformity",
+    "class_centroids",
+    "intra_class_spread",
+    "centroid_distances",
+    "min_centroid_distance",
+    "feature_norms",
+    "class_feature_norms",
+    "margin_to_boundary",
+    "expected_calibration_error",
+    "per_class_accuracy",
+    "balanced_accuracy",
+    "group_accuracy",
+    "many_medium_few_groups",
+    "collapse_report",
+    "plot_feature_map",
+    "feature_map_figure",
+    "class_colors",
+]
