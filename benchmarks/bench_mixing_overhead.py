@@ -1,0 +1,95 @@
+"""Training-step time of each mixing method relative to plain cross-entropy, measured in one process.
+
+A step is forward (with the mixer at its site), soft cross-entropy, backward and an SGD update of
+ResNet-32 on a CIFAR-shaped batch. Methods are timed in interleaved rounds so that drifts of the
+machine hit all of them alike; the reported ratio is the median step time of a method over the
+median step time of `ce`.
+
+    python benchmarks/bench_mixing_overhead.py --device cpu --out benchmarks/results/mixing_overhead_cpu.json
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import statistics
+import time
+from pathlib import Path
+
+import torch
+
+from ammix.mixing import MIXERS, build_mixer, mixed_forward, soft_cross_entropy
+from ammix.models import build_model
+
+
+def synchronize(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+
+
+def time_steps(model, optimizer, mixer, x, y, steps: int, device: torch.device) -> list[float]:
+    """Seconds per training step, `steps` times."""
+    times = []
+    for i in range(steps):
+        synchronize(device)
+        start = time.perf_counter()
+        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=device.type == "cuda"):
+            out = mixed_forward(model, x, y, mixer, epoch=5.0 + i / steps)
+            loss = soft_cross_entropy(out.logits, out.targets)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+        synchronize(device)
+        times.append(time.perf_counter() - start)
+    return times
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--device", default="cpu")
+    parser.add_argument("--batch-size", type=int, default=128)
+    parser.add_argument("--steps", type=int, default=10, help="timed steps per method and round")
+    parser.add_argument("--rounds", type=int, default=5)
+    parser.add_argument("--out", type=Path, required=True)
+    args = parser.parse_args()
+
+    device = torch.device(args.device)
+    torch.manual_seed(0)
+    model = build_model("resnet32", 10).to(device)
+    if device.type == "cuda":
+        model = model.to(memory_format=torch.channels_last)
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9)
+    x = torch.randn(args.batch_size, 3, 32, 32, device=device)
+    y = torch.randint(0, 10, (args.batch_size,), device=device)
+    counts = [5000, 2997, 1796, 1077, 645, 387, 232, 139, 83, 50]  # CIFAR-10-LT IF 100
+    mixers = {
+        name: build_mixer(name, 10, class_counts=counts, generator=torch.Generator().manual_seed(0))
+        for name in MIXERS
+    }
+    for mixer in mixers.values():  # warm-up
+        time_steps(model, optimizer, mixer, x, y, 3, device)
+    times = {name: [] for name in mixers}
+    for _ in range(args.rounds):
+        for name, mixer in mixers.items():
+            times[name] += time_steps(model, optimizer, mixer, x, y, args.steps, device)
+    base = statistics.median(times["ce"])
+    result = {
+        "benchmark": "mixing_overhead",
+        "command": "python benchmarks/bench_mixing_overhead.py "
+        f"--device {args.device} --batch-size {args.batch_size} --steps {args.steps} --rounds {args.rounds}",
+        "device": torch.cuda.get_device_name(device) if device.type == "cuda" else platform.machine(),
+        "threads": torch.get_num_threads(),
+        "torch": torch.__version__,
+        "model": "resnet32",
+        "batch_size": args.batch_size,
+        "median_step_seconds": {name: statistics.median(t) for name, t in times.items()},
+        "ratio_to_ce": {name: statistics.median(t) / base for name, t in times.items()},
+    }
+    print(json.dumps(result, indent=2))
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(result, indent=2) + "\n")
+
+
+if __name__ == "__main__":
+    main()
