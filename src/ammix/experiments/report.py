@@ -1,0 +1,717 @@
+"""`ammix report RUNS_DIR`: finished runs aggregated over seeds into Markdown/CSV tables and figures.
+
+Input (all this module relies on): run folders ``RUNS_DIR/<sweep>/<variant>/seed<S>[/<stage>]``, each
+with ``config.yaml`` (the resolved config), ``summary.json`` (a nested dict with numeric leaves) and
+optionally ``analysis.json`` (collapse metrics). A folder with ``config.yaml`` or ``summary.json`` is
+a run; it is *finished* when ``summary.json`` exists. Unfinished runs (and a bare ``seed<S>`` folder, or
+a stage folder in one, without ``summary.json``) are left out, counted and listed.
+
+- :func:`collect_runs` reads the finished runs: one record each, with the group keys ``sweep``,
+  ``variant``, ``stage`` (``""`` for one-stage runs) and ``seed`` (from the ``seed<S>`` folder name,
+  else the config's ``seed``), ``path``, ``config`` and ``metrics``: every numeric leaf of
+  ``summary.json`` under its dotted key (``"last.acc"``, ``"best.groups.few"``) and of
+  ``analysis.json`` under ``"analysis.<key>"``; a list of numbers (per-class values) is kept as a list
+  of floats (``None`` inside it becomes NaN). Booleans and strings are left out.
+- :func:`aggregate` groups the records by (sweep, stage, variant): per metric the mean and the
+  **sample** standard deviation (``ddof=1``) over the runs that have it; with one run the std is
+  ``0.0`` in the rows, blank in the CSV and not shown in the Markdown (it cannot be estimated).
+  Lists are averaged elementwise (a group whose runs' lists differ in length gets no value).
+- :func:`report` writes ``report.md``, ``report.csv``, ``per_class.csv`` (when there are per-class
+  lists) and, per sweep and stage, a grouped bar chart of the mean per-class accuracy of each variant
+  (std error bars) as PNG and PDF under ``figures/``; it prints the Markdown.
+
+Units. The CSVs hold the values as stored (full precision, no scaling). The Markdown and the figures
+show accuracies in percent with 2 decimals: a metric is an accuracy when a part of its dotted name
+contains ``acc`` or is ``many``/``medium``/``few``/``top1``/``top5``; such a metric is multiplied by 100
+when *every* value of it in *every* run lies in [0, 1] (the whole column is scaled or none of it, the
+same in every table), and shown as stored otherwise (already in percent). Other metrics are shown as
+stored, with one number of decimals per column chosen from the column's largest magnitude.
+
+Columns. By default the first present name of each entry of :data:`PREFERRED_METRICS` (a metric shown
+when some run has it, with fallback names); when none is present, every scalar metric. ``metrics=``
+(``--metrics``) replaces the list; names may be ``fnmatch`` patterns (``"analysis.*"``).
+
+Published numbers come from ``ammix/resources/references.yaml`` (:func:`load_references`) and are shown
+in a ``published`` column beside ``last.acc`` for a group whose dataset, imbalance factor and method
+match an entry (and whose long-tail profile and labels agree: ``exp`` and ``fine`` by default). Only
+the official dataset names match (``cifar10``, ``cifar100``, and their long-tailed names
+``cifar10-lt``, ``cifar100-lt``); ``cifar10-jpeg`` is a JPEG re-encode, different data, and never gets
+the official numbers (the table note says so).
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import fnmatch
+import json
+import math
+import os
+import re
+import sys
+from collections.abc import Iterable, Sequence
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import yaml
+
+__all__ = [
+    "PREFERRED_METRICS",
+    "ReportError",
+    "add_arguments",
+    "aggregate",
+    "collect_runs",
+    "format_markdown",
+    "load_references",
+    "match_reference",
+    "report",
+    "run",
+    "scan_runs",
+    "select_metrics",
+    "write_csv",
+    "write_figures",
+]
+
+#: Default columns: each entry is shown when some run has it, its first present name used.
+PREFERRED_METRICS: tuple[tuple[str, ...], ...] = (
+    ("last.acc", "acc", "final.acc", "test.acc"),
+    ("best.acc",),
+    ("last.balanced_acc", "balanced_acc", "final.balanced_acc"),
+    ("last.groups.many", "groups.many"),
+    ("last.groups.medium", "groups.medium"),
+    ("last.groups.few", "groups.few"),
+    ("analysis.feature_norm",),
+    ("analysis.alignment",),
+    ("analysis.uniformity",),
+    ("analysis.neighbour_uniformity",),
+    ("analysis.margin_ratio",),
+    ("wall_time_s", "time.wall_s"),
+)
+
+#: Per-class lists drawn in the figures, first present used (else any key ending in ``per_class_acc``).
+PER_CLASS_KEYS = ("last.per_class_acc", "per_class_acc", "best.per_class_acc")
+
+#: The metric the published column sits beside (the first present).
+TOP1_KEYS = ("last.acc", "acc", "final.acc", "test.acc", "best.acc")
+
+#: Context columns (from the config) of a table; one that is the same in the whole table is written
+#: above it instead.
+CONTEXT = (("dataset", "dataset"), ("imbalance_factor", "IF"), ("method", "method"), ("model", "model"))
+
+STAGE_ORDER = ("", "pretrain", "probe", "finetune")
+_SEED_DIR = re.compile(r"^seed[_-]?(\d+)$")
+_ACC_PARTS = {"many", "medium", "few", "top1", "top5"}
+
+
+class ReportError(ValueError):
+    """A missing or empty runs folder, or a malformed references file (one line, no traceback)."""
+
+
+# ----------------------------------------------------------------------------------------- collection
+
+
+def _flatten(obj: Any, prefix: str, out: dict[str, Any]) -> None:
+    if isinstance(obj, dict):
+        for key, value in obj.items():
+            _flatten(value, f"{prefix}.{key}" if prefix else str(key), out)
+    elif isinstance(obj, bool) or not prefix:
+        return
+    elif isinstance(obj, (int, float)):
+        out[prefix] = obj
+    elif isinstance(obj, list) and obj:
+        if all(x is None or (isinstance(x, (int, float)) and not isinstance(x, bool)) for x in obj):
+            out[prefix] = [math.nan if x is None else float(x) for x in obj]
+
+
+def _read_json(path: Path) -> dict:
+    with open(path, encoding="utf-8") as f:
+        data = json.load(f)
+    if not isinstance(data, dict):
+        raise ValueError(f"{path} holds no JSON object")
+    return data
+
+
+def _read_config(path: Path) -> dict:
+    if not path.is_file():
+        return {}
+    try:
+        with open(path, encoding="utf-8") as f:
+            data = yaml.safe_load(f)
+    except (OSError, yaml.YAMLError):
+        return {}
+    return data if isinstance(data, dict) else {}
+
+
+def _group_keys(rel: tuple[str, ...], runs_dir: Path, config: dict) -> tuple[str, str, str, int | None]:
+    """(sweep, variant, stage, seed) of a run folder from its path: ``<sweep>/<variant>/seed<S>[/<stage>]``
+    below ``runs_dir``; when ``runs_dir`` is itself a sweep, variant, seed or stage folder, the missing
+    keys are the names of the folders above it."""
+    root = runs_dir.resolve().parts
+    full, n_root = root + rel, len(root)
+    seed_at = max((i for i in range(max(1, n_root - 2), len(full)) if _SEED_DIR.match(full[i])), default=None)
+    if seed_at is None:
+        seed = config.get("seed")
+        seed = seed if isinstance(seed, int) and not isinstance(seed, bool) else None
+        stage, end = "", len(full)
+    else:
+        seed = int(_SEED_DIR.match(full[seed_at]).group(1))
+        stage, end = "/".join(full[seed_at + 1:]), seed_at
+    variant = full[end - 1] if end >= 1 else ""
+    sweep = "/".join(full[n_root:end - 1]) or (full[end - 2] if end >= 2 else "")
+    return sweep, variant, stage, seed
+
+
+def scan_runs(runs_dir: str | os.PathLike,
+              skip: Iterable[str | os.PathLike] = ()) -> tuple[list[dict], list[str]]:
+    """The finished runs under ``runs_dir`` (records as :func:`collect_runs`) and the unfinished ones
+    (folder paths; an unreadable ``summary.json`` counts as unfinished). Folders in ``skip`` and
+    hidden folders are not searched. ``ReportError`` when ``runs_dir`` is not a folder."""
+    runs_dir = Path(runs_dir)
+    if not runs_dir.is_dir():
+        raise ReportError(f"runs folder {runs_dir} does not exist" if not runs_dir.exists()
+                          else f"{runs_dir} is not a folder")
+    skipped = {Path(p).resolve() for p in skip}
+    records, unfinished = [], []
+    for folder, dirs, files in os.walk(runs_dir):
+        here = Path(folder)
+        dirs[:] = sorted(d for d in dirs if not d.startswith(".") and (here / d).resolve() not in skipped)
+        rel = here.relative_to(runs_dir).parts
+        is_run = "summary.json" in files or "config.yaml" in files
+        # a seed folder, or a stage folder in a seed folder that is no run itself, with nothing in it yet
+        bare_seed = bool(rel) and not dirs and bool(
+            _SEED_DIR.match(rel[-1])
+            or (len(rel) >= 2 and _SEED_DIR.match(rel[-2])
+                and not any((here.parent / f).is_file() for f in ("summary.json", "config.yaml"))))
+        if not is_run and not bare_seed:
+            continue
+        if "summary.json" not in files:
+            unfinished.append(str(here))
+            continue
+        try:
+            summary = _read_json(here / "summary.json")
+        except (OSError, ValueError):
+            unfinished.append(str(here))
+            continue
+        metrics: dict[str, Any] = {}
+        _flatten(summary, "", metrics)
+        if "analysis.json" in files:
+            try:
+                _flatten(_read_json(here / "analysis.json"), "analysis", metrics)
+            except (OSError, ValueError):
+                pass  # the run's accuracies still count; its analysis columns stay empty
+        config = _read_config(here / "config.yaml")
+        sweep, variant, stage, seed = _group_keys(rel, runs_dir, config)
+        records.append({"sweep": sweep, "variant": variant, "stage": stage, "seed": seed,
+                        "path": str(here), "config": config, "metrics": metrics})
+    return records, unfinished
+
+
+def collect_runs(runs_dir: str | os.PathLike) -> list[dict]:
+    """One record per finished run under ``runs_dir`` (see the module docstring): a dict with
+    ``sweep``, ``variant``, ``stage``, ``seed``, ``path``, ``config`` and ``metrics`` (dotted key ->
+    number, or list of floats for per-class values). Unfinished runs are left out (:func:`scan_runs`
+    lists them). ``ReportError`` when ``runs_dir`` is not a folder."""
+    return scan_runs(runs_dir)[0]
+
+
+# ---------------------------------------------------------------------------------------- aggregation
+
+
+def _run_context(config: dict) -> dict[str, Any]:
+    data = config.get("data") if isinstance(config.get("data"), dict) else {}
+    model = config.get("model") if isinstance(config.get("model"), dict) else {}
+    mixing = config.get("mixing") if isinstance(config.get("mixing"), dict) else {}
+    factor = data.get("imbalance_factor")
+    if isinstance(factor, bool) or not isinstance(factor, (int, float)):
+        factor = None
+    return {
+        "dataset": data.get("dataset"),
+        "imbalance_factor": None if factor is None else float(factor),
+        "profile": data.get("profile") or "exp",
+        "labels": data.get("labels") or "fine",
+        "method": mixing.get("method"),
+        "model": model.get("name"),
+    }
+
+
+def _stage_key(stage: str) -> tuple:
+    return (STAGE_ORDER.index(stage), "") if stage in STAGE_ORDER else (len(STAGE_ORDER), stage)
+
+
+def _mean_std(values: list[float]) -> tuple[float, float]:
+    arr = np.asarray(values, dtype=float)
+    mean = float(arr.mean())
+    std = float(arr.std(ddof=1)) if arr.size >= 2 else 0.0
+    return mean, std
+
+
+def aggregate(records: Sequence[dict], metrics: Sequence[str] | None = None) -> list[dict]:
+    """Group ``records`` by (sweep, stage, variant) and average each metric over the group's runs.
+
+    ``metrics``: the metric keys (``None``: every key of any record). Returns one row per group, sorted
+    by sweep, stage (one-stage, pretrain, probe, finetune, others), variant: ``sweep``, ``stage``,
+    ``variant``, ``n`` (runs), ``seeds``, ``paths``, the config context ``dataset``,
+    ``imbalance_factor``, ``profile``, ``labels``, ``method``, ``model`` (``None`` where the group's
+    runs disagree), and dicts ``mean``, ``std``, ``count`` keyed by metric (only metrics some run of
+    the group has). ``std`` is the sample std (ddof=1), ``0.0`` when ``count`` is 1. A list metric
+    (per-class) is averaged elementwise: ``mean`` and ``std`` are lists; a group whose runs' lists
+    differ in length, or that mixes lists and numbers, gets no value for it.
+    """
+    groups: dict[tuple[str, str, str], list[dict]] = {}
+    for rec in records:
+        groups.setdefault((rec["sweep"], rec.get("stage", ""), rec["variant"]), []).append(rec)
+    rows = []
+    for (sweep, stage, variant), recs in sorted(groups.items(),
+                                                key=lambda kv: (kv[0][0], _stage_key(kv[0][1]), kv[0][2])):
+        recs = sorted(recs, key=lambda r: (r["seed"] is None, r["seed"] if r["seed"] is not None else 0))
+        contexts = [_run_context(r.get("config") or {}) for r in recs]
+        row: dict[str, Any] = {"sweep": sweep, "stage": stage, "variant": variant, "n": len(recs),
+                               "seeds": [r["seed"] for r in recs], "paths": [r["path"] for r in recs]}
+        for key in ("dataset", "imbalance_factor", "profile", "labels", "method", "model"):
+            values = {c[key] for c in contexts}
+            row[key] = values.pop() if len(values) == 1 else None
+        keys = metrics if metrics is not None else sorted({k for r in recs for k in r["metrics"]})
+        mean, std, count = {}, {}, {}
+        for key in keys:
+            values = [r["metrics"][key] for r in recs if key in r["metrics"]]
+            if not values:
+                continue
+            if all(isinstance(v, list) for v in values):
+                if len({len(v) for v in values}) != 1:
+                    continue
+                arr = np.asarray(values, dtype=float)
+                mean[key] = arr.mean(axis=0).tolist()
+                std[key] = (arr.std(axis=0, ddof=1) if len(values) >= 2 else np.zeros(arr.shape[1])).tolist()
+            elif any(isinstance(v, list) for v in values):
+                continue
+            else:
+                mean[key], std[key] = _mean_std([float(v) for v in values])
+            count[key] = len(values)
+        row.update(mean=mean, std=std, count=count)
+        rows.append(row)
+    return rows
+
+
+# ----------------------------------------------------------------------------------- metric columns
+
+
+def _scalar_keys(records: Iterable[dict]) -> list[str]:
+    return sorted({k for r in records for k, v in r["metrics"].items() if not isinstance(v, list)})
+
+
+def select_metrics(records: Sequence[dict],
+                   metrics: Sequence[str] | None = None) -> tuple[list[str], list[str]]:
+    """The metric columns and the requested names that match nothing.
+
+    ``metrics=None``: for each entry of :data:`PREFERRED_METRICS` its first name some record has (all
+    scalar metrics when none is present). Otherwise the given names in order, ``fnmatch`` patterns
+    expanded to the matching metric keys (sorted); unmatched names are returned as missing.
+    """
+    present = {k for r in records for k in r["metrics"]}
+    if metrics is None:
+        chosen = [next(name for name in names if name in present)
+                  for names in PREFERRED_METRICS if any(name in present for name in names)]
+        return (chosen or _scalar_keys(records)), []
+    chosen, missing = [], []
+    for name in metrics:
+        if any(ch in name for ch in "*?["):
+            found = sorted(k for k in present if fnmatch.fnmatchcase(k, name))
+        else:
+            found = [name] if name in present else []
+        if not found:
+            missing.append(name)
+        chosen.extend(k for k in found if k not in chosen)
+    return chosen, missing
+
+
+def _is_accuracy(key: str) -> bool:
+    return any("acc" in part or part in _ACC_PARTS for part in key.lower().split("."))
+
+
+def _percent_keys(records: Sequence[dict]) -> set[str]:
+    """Accuracy metrics stored as fractions: every finite value of every run in [0, 1]."""
+    values: dict[str, list[float]] = {}
+    for rec in records:
+        for key, value in rec["metrics"].items():
+            if _is_accuracy(key):
+                values.setdefault(key, []).extend(value if isinstance(value, list) else [float(value)])
+    out = set()
+    for key, vals in values.items():
+        finite = [v for v in vals if math.isfinite(v)]
+        if finite and all(0.0 <= v <= 1.0 for v in finite):
+            out.add(key)
+    return out
+
+
+# -------------------------------------------------------------------------------------- references
+
+
+def load_references(path: str | os.PathLike | None = None) -> list[dict]:
+    """The published numbers (default: the packaged ``references.yaml``); ``ReportError`` if malformed."""
+    try:
+        if path is None:
+            text = resources.files("ammix").joinpath("resources/references.yaml").read_text(encoding="utf-8")
+        else:
+            text = Path(path).read_text(encoding="utf-8")
+        data = yaml.safe_load(text)
+    except (OSError, yaml.YAMLError) as err:
+        raise ReportError(f"cannot read the references file: {err}") from None
+    entries = data.get("references") if isinstance(data, dict) else None
+    if not isinstance(entries, list):
+        raise ReportError("references file: expected a top-level 'references:' list")
+    required = ("dataset", "imbalance_factor", "method", "metric", "value", "source")
+    for i, entry in enumerate(entries):
+        if not isinstance(entry, dict) or any(k not in entry for k in required):
+            raise ReportError(f"references file: entry {i} needs the keys {', '.join(required)}")
+    return entries
+
+
+def _official(dataset: str | None) -> str | None:
+    """The official name a dataset's numbers are published under (cifar10-lt -> cifar10), else None."""
+    if not isinstance(dataset, str):
+        return None
+    base = dataset[:-3] if dataset.endswith("-lt") else dataset
+    return base if base in ("cifar10", "cifar100") else None
+
+
+def match_reference(row: dict, references: Sequence[dict]) -> list[dict]:
+    """The references that apply to an aggregated row: same official dataset (``cifar10``/``cifar100``
+    or their ``-lt`` names; never ``cifar10-jpeg``), imbalance factor and method, and the same long-tail
+    profile (default ``exp``) and labels (default ``fine``)."""
+    dataset = _official(row.get("dataset"))
+    factor = row.get("imbalance_factor")
+    if dataset is None or factor is None or row.get("method") is None:
+        return []
+    out = []
+    for ref in references:
+        if (ref["dataset"] == dataset and ref["method"] == row["method"]
+                and math.isclose(float(ref["imbalance_factor"]), factor, rel_tol=1e-9)
+                and ref.get("profile", "exp") == (row.get("profile") or "exp")
+                and ref.get("labels", "fine") == (row.get("labels") or "fine")):
+            out.append(ref)
+    return out
+
+
+def _source_text(ref: dict) -> str:
+    source = ref["source"]
+    if isinstance(source, dict):
+        return ", ".join(str(source[k]) for k in ("paper", "table") if source.get(k))
+    return str(source)
+
+
+# ------------------------------------------------------------------------------------------ Markdown
+
+
+def _md(text: Any) -> str:
+    return str(text).replace("|", "\\|")
+
+
+def _context_text(key: str, value: Any) -> str:
+    if value is None:
+        return "mixed" if key != "imbalance_factor" else "–"
+    if key == "imbalance_factor":
+        return f"{value:g}"
+    return str(value)
+
+
+def _decimals(values: Iterable[float]) -> int:
+    finite = [abs(v) for v in values if math.isfinite(v)]
+    top = max(finite, default=0.0)
+    if top == 0.0:
+        return 2
+    return int(min(4, max(0, 3 - math.floor(math.log10(top)))))
+
+
+def _sections(rows: Sequence[dict]) -> list[tuple[tuple[str, str], list[dict]]]:
+    out: dict[tuple[str, str], list[dict]] = {}
+    for row in rows:
+        out.setdefault((row["sweep"], row["stage"]), []).append(row)
+    return list(out.items())
+
+
+def format_markdown(rows: Sequence[dict], metrics: Sequence[str], percent: set[str] | frozenset = frozenset(),
+                    references: Sequence[dict] = (), notes: Sequence[str] = (),
+                    figures: dict | None = None) -> str:
+    """The Markdown report: one table per (sweep, stage) of ``rows`` (from :func:`aggregate`), columns
+    ``metrics`` (those some row of the table has), ``mean ± std`` over seeds; metrics in ``percent``
+    are multiplied by 100 and shown with 2 decimals. ``references``: matched by :func:`match_reference`
+    into a ``published`` column. ``notes``: lines added at the end; ``figures``: (sweep, stage) -> list
+    of image paths relative to the report."""
+    lines = ["# Results", "",
+             "Mean ± sample std (ddof=1) over seeds; n = runs (seeds) per row, the std is not shown when "
+             "n = 1; [k/n]: the metric exists in k of the n runs. Accuracies (%) are fractions × 100.", ""]
+    for (sweep, stage), section in _sections(rows):
+        lines += [f"## {sweep}" + (f" / {stage}" if stage else ""), ""]
+        shown = [m for m in metrics if any(m in r["mean"] and not isinstance(r["mean"][m], list)
+                                           for r in section)]
+        varying = [(k, label) for k, label in CONTEXT if len({repr(r.get(k)) for r in section}) > 1]
+        fixed = [(k, label) for k, label in CONTEXT if (k, label) not in varying]
+        if fixed:
+            lines += ["; ".join(f"{label}: {_context_text(k, section[0].get(k))}" for k, label in fixed), ""]
+        matches = [match_reference(r, references) for r in section]
+        published = any(matches)
+        top1 = next((k for k in TOP1_KEYS if k in shown), None)
+        header = ["variant"] + [label for _, label in varying] + ["n"]
+        for m in shown:
+            header.append(f"{m} (%)" if m in percent else m)
+            if published and m == top1:
+                header.append("published (%)")
+        if published and top1 is None:
+            header.append("published (%)")
+        align = ["---"] * (1 + len(varying)) + ["--:"] * (len(header) - len(varying) - 1)
+        lines += ["| " + " | ".join(_md(h) for h in header) + " |", "|" + "|".join(align) + "|"]
+        decimals = {m: 2 if m in percent or _is_accuracy(m)
+                    else _decimals(r["mean"][m] for r in section if m in r["mean"]) for m in shown}
+        used_refs: list[dict] = []
+        other_backbone = False
+        for row, refs in zip(section, matches, strict=True):
+            cells = [row["variant"]] + [_context_text(k, row.get(k)) for k, _ in varying] + [str(row["n"])]
+            pub = ""
+            if refs:
+                marks = []
+                for ref in refs:
+                    if ref not in used_refs:
+                        used_refs.append(ref)
+                    dagger = "†" if ref.get("model") and row.get("model") != ref.get("model") else ""
+                    other_backbone = other_backbone or bool(dagger)
+                    marks.append(f"{float(ref['value']):.2f}{dagger}")
+                pub = "; ".join(marks)
+            for m in shown:
+                cells.append(_cell(row, m, 100.0 if m in percent else 1.0, decimals[m]))
+                if published and m == top1:
+                    cells.append(pub)
+            if published and top1 is None:
+                cells.append(pub)
+            lines.append("| " + " | ".join(_md(c) for c in cells) + " |")
+        lines.append("")
+        table_notes = []
+        for ref in used_refs:
+            model = f", {ref['model']}" if ref.get("model") else ""
+            table_notes.append(
+                f"published: {ref['dataset']} IF {float(ref['imbalance_factor']):g} "
+                f"({ref.get('profile', 'exp')}), {ref['method']}{model}: {float(ref['value']):.2f} "
+                f"({ref['metric']}; {_source_text(ref)}).")
+        if other_backbone:
+            table_notes.append("†: published with another backbone than this row's.")
+        for dataset in sorted({str(r.get("dataset")) for r in section if r.get("dataset")}):
+            base = dataset[:-3] if dataset.endswith("-lt") else dataset
+            if _official(dataset) is None and base.startswith(("cifar10", "cifar100")):
+                official = "cifar100" if base.startswith("cifar100") else "cifar10"
+                what = "a JPEG re-encode, " if "jpeg" in base else ""
+                table_notes.append(
+                    f"{dataset} is {what}different data from the official {official}: published {official} "
+                    "numbers are not shown for it.")
+        lines += [f"- {note}" for note in table_notes]
+        if table_notes:
+            lines.append("")
+        for fig in (figures or {}).get((sweep, stage), []):
+            lines += [f"![per-class accuracy]({fig})", ""]
+    if notes:
+        lines += ["## Notes", ""] + [f"- {note}" for note in notes] + [""]
+    return "\n".join(lines).rstrip() + "\n"
+
+
+def _cell(row: dict, metric: str, scale: float, decimals: int) -> str:
+    if metric not in row["mean"]:
+        return "–"
+    mean, std, count = row["mean"][metric] * scale, row["std"][metric] * scale, row["count"][metric]
+    if not math.isfinite(mean):
+        text = "nan"
+    elif count >= 2:
+        text = f"{mean:.{decimals}f} ± {std:.{decimals}f}"
+    else:
+        text = f"{mean:.{decimals}f}"
+    return text + (f" [{count}/{row['n']}]" if count < row["n"] else "")
+
+
+# ----------------------------------------------------------------------------------------------- CSV
+
+
+def _num(value: float, count: int, is_std: bool = False) -> str:
+    if is_std and count < 2:
+        return ""
+    return repr(float(value))
+
+
+def write_csv(rows: Sequence[dict], metrics: Sequence[str], path: str | os.PathLike,
+              references: Sequence[dict] = ()) -> Path:
+    """One line per group: the keys, the context, ``n``, ``seeds`` (space-separated), then per metric
+    ``<metric>.mean`` and ``<metric>.std`` as stored (full precision; the std blank below 2 runs), and
+    ``published`` / ``published_source`` (percent, as in the paper)."""
+    path = Path(path)
+    context = ["dataset", "imbalance_factor", "profile", "labels", "method", "model"]
+    header = ["sweep", "stage", "variant", *context, "n", "seeds"]
+    for m in metrics:
+        header += [f"{m}.mean", f"{m}.std"]
+    header += ["published", "published_source"]
+    with open(path, "w", newline="", encoding="utf-8") as f:
+        writer = csv.writer(f)
+        writer.writerow(header)
+        for row in rows:
+            line = [row["sweep"], row["stage"], row["variant"]]
+            line += ["" if row.get(k) is None else row[k] for k in context]
+            line += [row["n"], " ".join("" if s is None else str(s) for s in row["seeds"])]
+            for m in metrics:
+                if m in row["mean"] and not isinstance(row["mean"][m], list):
+                    count = row["count"][m]
+                    line += [_num(row["mean"][m], count), _num(row["std"][m], count, True)]
+                else:
+                    line += ["", ""]
+            refs = match_reference(row, references)
+            line += [";".join(repr(float(r["value"])) for r in refs),
+                     "; ".join(_source_text(r) for r in refs)]
+            writer.writerow(line)
+    return path
+
+
+def _per_class_key(rows: Sequence[dict]) -> str | None:
+    keys = {k for r in rows for k, v in r["mean"].items() if isinstance(v, list)}
+    for key in PER_CLASS_KEYS:
+        if key in keys:
+            return key
+    return next(iter(sorted(k for k in keys if k.endswith("per_class_acc"))), None)
+
+
+def _write_per_class_csv(rows: Sequence[dict], path: Path) -> Path | None:
+    lines = []
+    for row in rows:
+        for key, mean in row["mean"].items():
+            if isinstance(mean, list):
+                for c, (m, s) in enumerate(zip(mean, row["std"][key], strict=True)):
+                    lines.append([row["sweep"], row["stage"], row["variant"], key, c, repr(float(m)),
+                                  _num(s, row["count"][key], True), row["count"][key]])
+    if not lines:
+        return None
+    with open(path, "w", newline="", encoding="utf-8") as f:
+        writer = csv.writer(f)
+        writer.writerow(["sweep", "stage", "variant", "metric", "class", "mean", "std", "n"])
+        writer.writerows(lines)
+    return path
+
+
+# ------------------------------------------------------------------------------------------- figures
+
+
+def _slug(text: str) -> str:
+    return re.sub(r"[^A-Za-z0-9._-]+", "_", text).strip("_") or "runs"
+
+
+def write_figures(rows: Sequence[dict], out_dir: str | os.PathLike,
+                  percent: set[str] | frozenset = frozenset()) -> dict[tuple[str, str], list[Path]]:
+    """Per (sweep, stage) with per-class lists: a grouped bar chart of the mean per-class accuracy of
+    each variant, std error bars (from 2 runs on), as ``per_class_<sweep>[_<stage>].png`` and ``.pdf``
+    in ``out_dir``. Returns (sweep, stage) -> [png, pdf]."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    out_dir = Path(out_dir)
+    written: dict[tuple[str, str], list[Path]] = {}
+    for (sweep, stage), section in _sections(rows):
+        key = _per_class_key(section)
+        if key is None:
+            continue
+        drawn = [r for r in section if isinstance(r["mean"].get(key), list)]
+        scale = 100.0 if key in percent else 1.0
+        num_classes = max(len(r["mean"][key]) for r in drawn)
+        x = np.arange(num_classes)
+        width = 0.8 / len(drawn)
+        fig = Figure(figsize=(min(30.0, max(6.0, 0.12 * num_classes * len(drawn) + 2.0)), 3.8),
+                     layout="constrained")
+        FigureCanvasAgg(fig)
+        ax = fig.add_subplot()
+        for j, row in enumerate(drawn):
+            mean = np.full(num_classes, np.nan)
+            std = np.zeros(num_classes)
+            values = np.asarray(row["mean"][key], dtype=float) * scale
+            mean[: len(values)] = values
+            std[: len(values)] = np.asarray(row["std"][key], dtype=float) * scale
+            errors = std if row["count"][key] >= 2 else None
+            ax.bar(x + (j - (len(drawn) - 1) / 2) * width, mean, width, yerr=errors, capsize=1.5,
+                   label=f"{row['variant']} (n={row['count'][key]})", error_kw={"linewidth": 0.6})
+        step = max(1, int(math.ceil(num_classes / 25)))
+        ax.set_xticks(x[::step])
+        ax.set_xlim(-0.5, num_classes - 0.5)
+        ax.set_xlabel("class")
+        ax.set_ylabel(f"{key} (%)" if scale != 1.0 else key)
+        ax.set_title(f"{sweep}" + (f" / {stage}" if stage else "") + ": per-class mean over seeds ± std")
+        ax.legend(fontsize="small", ncols=min(len(drawn), 4))
+        ax.grid(axis="y", alpha=0.3)
+        stem = "per_class_" + _slug(sweep) + (f"_{_slug(stage)}" if stage else "")
+        out_dir.mkdir(parents=True, exist_ok=True)
+        paths = [out_dir / f"{stem}.png", out_dir / f"{stem}.pdf"]
+        fig.savefig(paths[0], dpi=150)
+        fig.savefig(paths[1])
+        written[(sweep, stage)] = paths
+    return written
+
+
+# -------------------------------------------------------------------------------------------- report
+
+
+def report(runs_dir: str | os.PathLike, out_dir: str | os.PathLike | None = None,
+           metrics: Sequence[str] | None = None, *, echo: bool = True) -> dict[str, Any]:
+    """Aggregate the finished runs under ``runs_dir`` and write ``report.md``, ``report.csv``,
+    ``per_class.csv`` (when there are per-class lists) and the figures (``figures/``) into ``out_dir``
+    (default ``runs_dir/report``); print the Markdown when ``echo``.
+
+    Returns ``{"markdown": Path, "csv": Path, "per_class_csv": Path | None, "figures": [Path, ...]}``.
+    ``ReportError`` when ``runs_dir`` is missing or holds no finished run.
+    """
+    runs_dir = Path(runs_dir)
+    out_dir = Path(out_dir) if out_dir is not None else runs_dir / "report"
+    records, unfinished = scan_runs(runs_dir, skip=[out_dir])
+    if not records:
+        extra = f" ({len(unfinished)} unfinished)" if unfinished else ""
+        raise ReportError(f"no finished runs (summary.json) under {runs_dir}{extra}")
+    columns, missing = select_metrics(records, metrics)
+    list_keys = sorted({k for r in records for k, v in r["metrics"].items() if isinstance(v, list)})
+    rows = aggregate(records, columns + [k for k in list_keys if k not in columns])
+    percent = _percent_keys(records)
+    references = load_references()
+
+    out_dir.mkdir(parents=True, exist_ok=True)
+    figures = write_figures(rows, out_dir / "figures", percent)
+    notes = [f"{len(records)} finished run(s) from {runs_dir}."]
+    if unfinished:
+        shown = ", ".join(os.path.relpath(p, runs_dir) for p in unfinished[:20])
+        more = f", and {len(unfinished) - 20} more" if len(unfinished) > 20 else ""
+        notes.append(f"{len(unfinished)} unfinished run(s) left out (no summary.json): {shown}{more}.")
+    if missing:
+        notes.append(f"requested metric(s) found in no run: {', '.join(missing)}.")
+    markdown = format_markdown(
+        rows, columns, percent, references, notes,
+        {k: [p.relative_to(out_dir).as_posix() for p in v if p.suffix == ".png"] for k, v in figures.items()})
+    md_path = out_dir / "report.md"
+    md_path.write_text(markdown, encoding="utf-8")
+    csv_path = write_csv(rows, [m for m in columns if m not in list_keys], out_dir / "report.csv", references)
+    per_class = _write_per_class_csv(rows, out_dir / "per_class.csv")
+    if echo:
+        print(markdown, end="")
+    return {"markdown": md_path, "csv": csv_path, "per_class_csv": per_class,
+            "figures": [p for paths in figures.values() for p in paths]}
+
+
+# ----------------------------------------------------------------------------------------------- CLI
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """The arguments of ``ammix report``."""
+    parser.add_argument("runs_dir", type=Path, help="runs folder (RUNS/<sweep>/<variant>/seed<S>[/<stage>])")
+    parser.add_argument("--out", type=Path, default=None, help="output folder (default: RUNS_DIR/report)")
+    parser.add_argument("--metrics", nargs="+", default=None, metavar="KEY",
+                        help="metric columns, dotted keys or patterns (e.g. last.acc 'analysis.*'); "
+                             "default: the preferred list, those present")
+
+
+def run(args: argparse.Namespace) -> int:
+    """``ammix report``: 0 on success, 2 (one line on stderr) for a missing or empty runs folder."""
+    try:
+        paths = report(args.runs_dir, args.out, args.metrics)
+    except ReportError as err:
+        print(f"ammix report: {err}", file=sys.stderr)
+        return 2
+    print(f"wrote {paths['markdown']}, {paths['csv']}"
+          + (f" and {len(paths['figures'])} figure file(s)" if paths["figures"] else ""), file=sys.stderr)
+    return 0
