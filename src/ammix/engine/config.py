@@ -1,0 +1,609 @@
+"""Experiment configs: nested dataclasses with defaults, YAML files, dotted overrides, validation.
+
+A config is one YAML mapping with the sections below (every key optional; the defaults are the
+dataclass defaults). ``load_config(path, overrides)`` reads it, applies ``key=value`` overrides (values
+parsed as YAML), and validates every key, type and range before any work starts: a mistake raises
+``ConfigError`` with one line naming the key, the value and what is allowed.
+
+Three sections take, next to their own keys, the options of the component they build, flat:
+
+- ``mixing:`` ``method`` and the mixer's options (``mixing.gamma=0.95``), checked against the
+  constructor of the mixer class ``ammix.mixing.build_mixer`` builds;
+- ``model:`` ``name``, ``init_from`` and the backbone's options (``model.feature_dim=2``);
+- ``data:`` the keys of ``DataConfig`` and the dataset's options (``data.n_per_class=20``), passed to
+  ``ammix.data.load_dataset``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import inspect
+import math
+import re
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+
+class ConfigError(ValueError):
+    """A mistake in a config: the message is one line naming the key, the value and what is allowed."""
+
+
+# --- YAML: a safe loader that also reads 1e-4 as a float (YAML 1.1 needs a dot: 1.0e-4) ------------
+
+
+class _Loader(yaml.SafeLoader):
+    pass
+
+
+_Loader.add_implicit_resolver(
+    "tag:yaml.org,2002:float",
+    re.compile(
+        r"""^(?:[-+]?(?:[0-9][0-9_]*)\.[0-9_]*(?:[eE][-+]?[0-9]+)?
+        |[-+]?(?:[0-9][0-9_]*)(?:[eE][-+]?[0-9]+)
+        |\.[0-9_]+(?:[eE][-+][0-9]+)?
+        |[-+]?\.(?:inf|Inf|INF)
+        |\.(?:nan|NaN|NAN))$""",
+        re.X,
+    ),
+    list("-+0123456789."),
+)
+
+
+def parse_value(text: str) -> Any:
+    """A command-line value as YAML: ``0.05``, ``1e-4`` -> float, ``[1, 2]`` -> list, ``x`` -> str."""
+    try:
+        return yaml.load(text, Loader=_Loader)
+    except yaml.YAMLError:
+        return text
+
+
+# --- The schema -----------------------------------------------------------------------------------
+
+
+def _opt(default: Any, help: str = "", choices: tuple | None = None, ge=None, gt=None, le=None, lt=None):
+    """A dataclass field with its documentation and allowed values (checked by ``_check_value``)."""
+    meta = {"help": help, "choices": choices, "ge": ge, "gt": gt, "le": le, "lt": lt}
+    if isinstance(default, (list, dict)):
+        return field(default_factory=lambda d=default: type(d)(d), metadata=meta)
+    return field(default=default, metadata=meta)
+
+
+@dataclass
+class DataConfig:
+    dataset: str = _opt("synthetic", "a name of ammix.data.DATASETS")
+    root: str | None = _opt(None, "data folder (null: $AMMIX_DATA or ./data)")
+    download: bool = _opt(False, "fetch the official files where possible")
+    labels: str = _opt("fine", "fine or coarse (the dataset's superclasses)", choices=("fine", "coarse"))
+    imbalance_factor: float | None = _opt(None, "long-tailed train split when > 1 (n_max / n_min)", ge=1.0)
+    profile: str | None = _opt(None, "long-tail profile (default exp)", choices=("exp", "step"))
+    lt_seed: int | None = _opt(None, "seed of the long-tailed subsampling (default 0)", ge=0)
+    loader: str = _opt(
+        "device", "device (fast, on-device) or reference loader", choices=("device", "reference")
+    )
+    batch_size: int = _opt(128, "global batch size (split evenly across ranks)", ge=1)
+    eval_batch_size: int = _opt(512, "batch size of the evaluation", ge=1)
+    augment: str | None = _opt(
+        "auto",
+        "train augmentation: auto (= cifar), cifar (crop + flip), crop, flip, none",
+        choices=("auto", "cifar", "crop", "flip", "none"),
+    )
+    drop_last: bool = _opt(False, "drop the last incomplete training batch")
+    num_workers: int = _opt(0, "worker processes of the reference loader", ge=0)
+    options: dict = _opt({}, "the dataset's own options (written flat under data:)")
+
+
+@dataclass
+class ModelConfig:
+    name: str = _opt("small_cnn", "a name of ammix.models.MODELS")
+    init_from: str | None = _opt(None, "checkpoint or run dir: load the backbone, fresh head")
+    options: dict = _opt({}, "the backbone's own options (written flat under model:)")
+
+
+@dataclass
+class MixingConfig:
+    method: str = _opt("ce", "ce, mixup, manifold_mixup, cutmix, remix or am_mixup")
+    options: dict = _opt({}, "the mixer's own options (written flat under mixing:)")
+
+
+@dataclass
+class OptimConfig:
+    name: str = _opt("sgd", "optimizer", choices=("sgd", "adamw"))
+    lr: float = _opt(0.1, "peak learning rate", ge=0.0)
+    momentum: float = _opt(0.9, "SGD momentum", ge=0.0, lt=1.0)
+    nesterov: bool = _opt(False, "SGD Nesterov momentum")
+    weight_decay: float = _opt(5e-4, "weight decay (decoupled for AdamW)", ge=0.0)
+    betas: list[float] = _opt([0.9, 0.999], "AdamW betas")
+    eps: float = _opt(1e-8, "AdamW eps", gt=0.0)
+    grad_clip: float | None = _opt(None, "clip the gradient norm to this value", gt=0.0)
+
+
+@dataclass
+class ScheduleConfig:
+    name: str = _opt("multistep", "learning-rate schedule", choices=("constant", "multistep", "cosine"))
+    warmup_epochs: float = _opt(0.0, "linear warm-up length in epochs (applied per step)", ge=0.0)
+    milestones: list[float] = _opt([], "multistep: epochs where the factor changes")
+    factors: list[float] = _opt([], "multistep: absolute lr factors from each milestone on")
+    final_factor: float = _opt(0.0, "cosine: lr factor reached at the end", ge=0.0, le=1.0)
+
+
+@dataclass
+class TrainConfig:
+    epochs: int = _opt(200, "training epochs", ge=1)
+    label_smoothing: float = _opt(0.0, "label smoothing of the loss", ge=0.0, lt=1.0)
+    eval_every: int = _opt(1, "evaluate on the test split every N epochs (and at the end)", ge=1)
+    checkpoint_every: int = _opt(1, "write last.pt every N epochs (and at the end)", ge=1)
+    best_metric: str = _opt(
+        "balanced_acc", "metric that picks the best epoch", choices=("acc", "balanced_acc")
+    )
+    device: str = _opt("auto", "auto (CUDA, then MPS, then CPU), cpu, cuda, cuda:N or mps")
+    amp: str = _opt(
+        "auto", "autocast: auto (bf16 on CUDA, off elsewhere)", choices=("auto", "bf16", "fp16", "off")
+    )
+    channels_last: str = _opt(
+        "auto", "channels_last memory format (auto: on CUDA)", choices=("auto", "on", "off")
+    )
+    compile: bool = _opt(False, "torch.compile the model's stages and head")
+    deterministic: bool = _opt(False, "torch.use_deterministic_algorithms (and no cudnn benchmark)")
+    freeze_backbone: bool = _opt(False, "linear probe: train the head only, backbone in eval mode")
+    stop_after_epochs: int | None = _opt(None, "stop (resumably) once this many epochs are done", ge=1)
+    log_every: int = _opt(50, "steps between progress updates and loss checks", ge=1)
+    progress: str = _opt(
+        "auto", "tqdm bar: auto (when stderr is a terminal), on, off", choices=("auto", "on", "off")
+    )
+    tensorboard: bool = _opt(False, "also write TensorBoard scalars (if installed)")
+    dist_timeout_s: float = _opt(600.0, "timeout of the distributed collectives", gt=0.0)
+
+
+@dataclass
+class Config:
+    seed: int = _opt(0, "seed of everything random", ge=0)
+    data: DataConfig = field(default_factory=DataConfig)
+    model: ModelConfig = field(default_factory=ModelConfig)
+    mixing: MixingConfig = field(default_factory=MixingConfig)
+    optim: OptimConfig = field(default_factory=OptimConfig)
+    schedule: ScheduleConfig = field(default_factory=ScheduleConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+
+    def to_dict(self) -> dict:
+        """The config as a nested dict, components' options written flat into their sections."""
+        out: dict[str, Any] = {}
+        for f in dataclasses.fields(self):
+            value = getattr(self, f.name)
+            if dataclasses.is_dataclass(value):
+                section = {}
+                for sf in dataclasses.fields(value):
+                    if sf.name == "options":
+                        section.update(value.options)
+                    else:
+                        section[sf.name] = _plain(getattr(value, sf.name))
+                out[f.name] = section
+            else:
+                out[f.name] = _plain(value)
+        return out
+
+    def to_yaml(self) -> str:
+        return yaml.safe_dump(self.to_dict(), sort_keys=False, default_flow_style=None)
+
+
+def _plain(value: Any) -> Any:
+    return list(value) if isinstance(value, tuple) else value
+
+
+# Sections whose unknown keys are the options of the component they build.
+_FLAT_OPTIONS = {"data", "model", "mixing"}
+
+
+# --- Reading and validating ------------------------------------------------------------------------
+
+
+def _fmt(value: Any) -> str:
+    return (
+        repr(value)
+        if isinstance(value, str)
+        else yaml.safe_dump(value, default_flow_style=True).strip("\n.").replace("\n...", "")
+    )
+
+
+def _suggest(key: str, allowed: list[str]) -> str:
+    close = difflib.get_close_matches(key, allowed, n=1)
+    return f" (did you mean {close[0]}?)" if close else ""
+
+
+def _type_name(tp: Any) -> str:
+    names = {bool: "true or false", int: "an integer", float: "a number", str: "a string", dict: "a mapping"}
+    origin = typing.get_origin(tp)
+    if origin in (list, tuple) or tp in (list, tuple):
+        args = [a for a in typing.get_args(tp) if a is not Ellipsis]
+        if len(args) == 1:
+            return f"a list of {_type_name(args[0]).removeprefix('an ').removeprefix('a ')}s"
+        return "a list"
+    if origin in (typing.Union, getattr(__import__("types"), "UnionType", None)):
+        args = typing.get_args(tp)
+        text = " or ".join(_type_name(a) for a in args if a is not type(None))
+        return text + (" or null" if type(None) in args else "")
+    return names.get(tp, getattr(tp, "__name__", str(tp)))
+
+
+def _coerce(value: Any, tp: Any) -> Any:
+    """``value`` as type ``tp`` (int accepted for float, a str choice 'on'/'off' for YAML's booleans);
+    raises TypeError when it does not fit."""
+    origin = typing.get_origin(tp)
+    if origin in (typing.Union, getattr(__import__("types"), "UnionType", None)):
+        args = typing.get_args(tp)
+        if value is None and type(None) in args:
+            return None
+        for arg in args:
+            if arg is type(None):
+                continue
+            try:
+                return _coerce(value, arg)
+            except TypeError:
+                pass
+        raise TypeError
+    if origin is list:
+        if not isinstance(value, (list, tuple)):
+            raise TypeError
+        (arg,) = typing.get_args(tp)
+        return [_coerce(v, arg) for v in value]
+    if tp is bool:
+        if isinstance(value, bool):
+            return value
+        raise TypeError
+    if tp is int:
+        if isinstance(value, int) and not isinstance(value, bool):
+            return value
+        if isinstance(value, float) and value.is_integer():
+            return int(value)
+        raise TypeError
+    if tp is float:
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            return float(value)
+        raise TypeError
+    if tp is str:
+        if isinstance(value, str):
+            return value
+        if isinstance(value, bool):  # YAML 1.1 reads on/off/yes/no as booleans
+            return "on" if value else "off"
+        raise TypeError
+    if tp is dict:
+        if isinstance(value, dict):
+            return value
+        raise TypeError
+    raise TypeError
+
+
+def _check_value(key: str, value: Any, f: dataclasses.Field, tp: Any) -> Any:
+    try:
+        value = _coerce(value, tp)
+    except TypeError:
+        raise ConfigError(f"{key} = {_fmt(value)}: expected {_type_name(tp)}") from None
+    meta = f.metadata
+    if value is None:
+        return value
+    if meta.get("choices") and value not in meta["choices"]:
+        raise ConfigError(
+            f"{key} = {_fmt(value)}: not allowed; allowed: {', '.join(meta['choices'])}"
+            + _suggest(str(value), list(meta["choices"]))
+        )
+    for name, op, text in (
+        ("ge", lambda v, b: v >= b, ">="),
+        ("gt", lambda v, b: v > b, ">"),
+        ("le", lambda v, b: v <= b, "<="),
+        ("lt", lambda v, b: v < b, "<"),
+    ):
+        bound = meta.get(name)
+        if bound is not None and isinstance(value, (int, float)):
+            if isinstance(value, float) and math.isnan(value) or not op(value, bound):
+                raise ConfigError(f"{key} = {_fmt(value)}: out of range; allowed: {text} {bound}")
+    return value
+
+
+def _build_section(cls: type, data: Any, prefix: str) -> Any:
+    if data is None:
+        data = {}
+    if not isinstance(data, dict):
+        raise ConfigError(f"{prefix} = {_fmt(data)}: expected a mapping of keys under {prefix}:")
+    hints = typing.get_type_hints(cls)
+    fields = {f.name: f for f in dataclasses.fields(cls) if f.name != "options"}
+    flat = prefix in _FLAT_OPTIONS
+    kwargs: dict[str, Any] = {}
+    options: dict[str, Any] = {}
+    for key, value in data.items():
+        key = str(key)
+        if key in fields:
+            kwargs[key] = _check_value(f"{prefix}.{key}", value, fields[key], hints[key])
+        elif flat:
+            options[key] = value
+        else:
+            raise ConfigError(
+                f"{prefix}.{key} = {_fmt(value)}: unknown key; allowed in {prefix}: {', '.join(fields)}"
+                + _suggest(key, list(fields))
+            )
+    if flat:
+        kwargs["options"] = options
+    return cls(**kwargs)
+
+
+def config_from_dict(data: dict | None) -> Config:
+    """A ``Config`` from a nested dict (a parsed YAML file), checking keys, types and ranges.
+
+    This is the schema check only; ``validate_config`` also checks the components' names and options.
+    """
+    data = dict(data or {})
+    hints = typing.get_type_hints(Config)
+    kwargs: dict[str, Any] = {}
+    top = {f.name: f for f in dataclasses.fields(Config)}
+    for key, value in data.items():
+        key = str(key)
+        if key not in top:
+            raise ConfigError(
+                f"{key} = {_fmt(value)}: unknown key; allowed top-level keys: {', '.join(top)}"
+                + _suggest(key, list(top))
+            )
+        tp = hints[key]
+        if dataclasses.is_dataclass(tp):
+            kwargs[key] = _build_section(tp, value, key)
+        else:
+            kwargs[key] = _check_value(key, value, top[key], tp)
+    cfg = Config(**kwargs)
+    _check_cross(cfg)
+    return cfg
+
+
+def _check_cross(cfg: Config) -> None:
+    t, s, o = cfg.train, cfg.schedule, cfg.optim
+    if t.stop_after_epochs is not None and t.stop_after_epochs > t.epochs:
+        raise ConfigError(
+            f"train.stop_after_epochs = {t.stop_after_epochs}: out of range; "
+            f"allowed: <= train.epochs ({t.epochs})"
+        )
+    if s.warmup_epochs > t.epochs:
+        raise ConfigError(
+            f"schedule.warmup_epochs = {s.warmup_epochs:g}: out of range; "
+            f"allowed: <= train.epochs ({t.epochs})"
+        )
+    if s.name == "multistep":
+        if len(s.milestones) != len(s.factors):
+            raise ConfigError(
+                f"schedule.factors = {_fmt(s.factors)}: needs one factor per milestone "
+                f"(schedule.milestones = {_fmt(s.milestones)})"
+            )
+        if any(b <= a for a, b in zip(s.milestones, s.milestones[1:], strict=False)) or any(
+            m < 0 for m in s.milestones
+        ):
+            raise ConfigError(f"schedule.milestones = {_fmt(s.milestones)}: must be increasing epochs >= 0")
+        if any(f < 0 for f in s.factors):
+            raise ConfigError(f"schedule.factors = {_fmt(s.factors)}: factors must be >= 0")
+    if len(o.betas) != 2 or not all(0.0 <= b < 1.0 for b in o.betas):
+        raise ConfigError(f"optim.betas = {_fmt(o.betas)}: allowed: two numbers in [0, 1)")
+    if o.nesterov and o.name == "sgd" and o.momentum <= 0:
+        raise ConfigError(f"optim.nesterov = true: needs optim.momentum > 0 (got {o.momentum:g})")
+    dev = t.device
+    if not re.fullmatch(r"auto|cpu|mps|cuda(:\d+)?", dev):
+        raise ConfigError(f"train.device = {_fmt(dev)}: not allowed; allowed: auto, cpu, cuda, cuda:N, mps")
+
+
+def set_dotted(data: dict, key: str, value: Any) -> None:
+    """Set ``data[a][b][c] = value`` for ``key = 'a.b.c'``, creating the mappings on the way."""
+    parts = key.split(".")
+    if not all(parts):
+        raise ConfigError(f"{key} = {_fmt(value)}: not a dotted key such as optim.lr")
+    node = data
+    for i, part in enumerate(parts[:-1]):
+        child = node.get(part)
+        if child is None:
+            child = node[part] = {}
+        if not isinstance(child, dict):
+            raise ConfigError(
+                f"{key} = {_fmt(value)}: unknown key; {'.'.join(parts[: i + 1])} is not a section"
+            )
+        node = child
+    node[parts[-1]] = value
+
+
+def apply_overrides(data: dict, overrides: list[str] | None) -> dict:
+    """Apply ``key=value`` strings (values parsed as YAML) to a nested dict, in order."""
+    for item in overrides or []:
+        if "=" not in item:
+            raise ConfigError(f"{item!r}: an override must be key=value, for example optim.lr=0.05")
+        key, text = item.split("=", 1)
+        set_dotted(data, key.strip(), parse_value(text))
+    return data
+
+
+def read_yaml(path: str | Path) -> dict:
+    """A config file as a nested dict; a missing or malformed file is a ``ConfigError``."""
+    path = Path(path)
+    try:
+        text = path.read_text()
+    except OSError as exc:
+        raise ConfigError(f"cannot read config file {path}: {exc.strerror or exc}") from None
+    try:
+        data = yaml.load(text, Loader=_Loader)
+    except yaml.YAMLError as exc:
+        where = getattr(exc, "problem_mark", None)
+        at = f" at line {where.line + 1}" if where is not None else ""
+        raise ConfigError(f"config file {path}: invalid YAML{at}: {getattr(exc, 'problem', exc)}") from None
+    if data is None:
+        return {}
+    if not isinstance(data, dict):
+        raise ConfigError(f"config file {path}: expected a mapping of sections, got {type(data).__name__}")
+    return data
+
+
+def load_config(path: str | Path | None = None, overrides: list[str] | None = None) -> Config:
+    """Read a YAML config, apply ``key=value`` overrides, validate everything; returns a ``Config``.
+
+    Raises ``ConfigError`` (one line: key, value, what is allowed) on any mistake.
+    """
+    data = read_yaml(path) if path is not None else {}
+    apply_overrides(data, overrides)
+    cfg = config_from_dict(data)
+    validate_components(cfg)
+    return cfg
+
+
+def as_config(config: Config | dict) -> Config:
+    """A validated ``Config`` from a ``Config`` or a nested dict."""
+    cfg = config_from_dict(config.to_dict() if isinstance(config, Config) else config)
+    validate_components(cfg)
+    return cfg
+
+
+# --- The components' names and options -------------------------------------------------------------
+
+
+def component_error(section: str, name_key: str, name: str, options: dict, exc: Exception) -> ConfigError:
+    """A ConfigError from a builder's ValueError/TypeError, naming the option it is about where it can."""
+    msg = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+    # The option the message is about: the one it names first ("gamma must be in (0, 1)", "unknown
+    # option(s) widht for model 'small_cnn'; its options: width, ...").
+    found = [(m.start(), k) for k in options if (m := re.search(rf"\b{re.escape(k)}\b", msg))]
+    if found:
+        k = min(found)[1]
+        return ConfigError(f"{section}.{k} = {_fmt(options[k])}: {msg}")
+    return ConfigError(f"{section}.{name_key} = {_fmt(name)}: {msg}")
+
+
+def _fits(value: Any, tp: Any) -> bool:
+    """Whether ``value`` fits the annotation ``tp`` (types it does not know are accepted)."""
+    origin = typing.get_origin(tp)
+    if tp is Any or tp is inspect.Parameter.empty:
+        return True
+    if origin in (typing.Union, getattr(__import__("types"), "UnionType", None)):
+        return any(_fits(value, a) for a in typing.get_args(tp))
+    if tp is type(None):
+        return value is None
+    if origin in (list, tuple) or tp in (list, tuple):
+        return isinstance(value, (list, tuple))
+    if tp is bool:
+        return isinstance(value, bool)
+    if tp is int:
+        return isinstance(value, int) and not isinstance(value, bool)
+    if tp is float:
+        return isinstance(value, (int, float)) and not isinstance(value, bool)
+    if tp is str:
+        return isinstance(value, str)
+    return True
+
+
+def _check_signature_types(section: str, cls: Any, options: dict) -> None:
+    """Types of ``options`` against the annotations (else the defaults) of ``cls``'s constructor."""
+    try:
+        params = inspect.signature(cls).parameters
+    except (TypeError, ValueError):
+        return
+    try:
+        hints = typing.get_type_hints(cls.__init__ if inspect.isclass(cls) else cls)
+    except Exception:
+        hints = {}
+    for key, value in options.items():
+        p = params.get(key)
+        if p is None:
+            continue
+        if key in hints:
+            tp = hints[key]
+        elif p.default is not inspect.Parameter.empty and p.default is not None:
+            tp = type(p.default) if not isinstance(p.default, int) or isinstance(p.default, bool) else float
+        else:
+            continue
+        if not _fits(value, tp):
+            default = "" if p.default is inspect.Parameter.empty else f" (default {_fmt(p.default)})"
+            raise ConfigError(f"{section}.{key} = {_fmt(value)}: expected {_type_name(tp)}{default}")
+
+
+def _mixer_class(method: str) -> Any:
+    """The class ``build_mixer(method, ...)`` builds, where ``ammix.mixing`` says (a registry dict)."""
+    from ammix import mixing
+
+    for attr in ("MIXERS", "MIXER_CLASSES", "_MIXERS", "REGISTRY"):
+        reg = getattr(mixing, attr, None)
+        if isinstance(reg, dict) and method in reg and inspect.isclass(reg[method]):
+            return reg[method]
+    return None
+
+
+def validate_components(cfg: Config) -> None:
+    """Check the mixer, model and dataset names and options against their builders (no data loaded)."""
+    import torch
+
+    # Mixer: types against the class's constructor, then a trial build (its ValueErrors name the option).
+    from ammix.mixing import build_mixer
+
+    m = cfg.mixing
+    cls = _mixer_class(m.method)
+    if cls is not None:
+        _check_signature_types("mixing", cls, m.options)
+    try:
+        counts = torch.arange(10, 0, -1) * 10
+        mixer = build_mixer(
+            m.method, 10, class_counts=counts, generator=torch.Generator(), **mixer_extras(cfg, m.method)
+        )
+    except (ValueError, TypeError) as exc:
+        raise component_error("mixing", "method", m.method, m.options, exc) from None
+    if cls is None:
+        _check_signature_types("mixing", type(mixer), m.options)
+
+    # Model: a trial build on the meta device (no memory, no download of pretrained weights).
+    from ammix.models import build_model
+
+    opts = {k: v for k, v in cfg.model.options.items() if k != "weights"}
+    try:
+        with torch.device("meta"):
+            build_model(cfg.model.name, 10, in_channels=3, **opts)
+    except (ValueError, TypeError) as exc:
+        raise component_error("model", "name", cfg.model.name, cfg.model.options, exc) from None
+
+    # Dataset: the name, and the options where ``ammix.data`` tells them without loading anything.
+    from ammix import data as data_mod
+
+    names = getattr(data_mod, "DATASETS", None)
+    if names is not None and cfg.data.dataset not in names:
+        raise ConfigError(
+            f"data.dataset = {_fmt(cfg.data.dataset)}: unknown dataset; allowed: {', '.join(names)}"
+            + _suggest(cfg.data.dataset, list(names))
+        )
+    if cfg.data.options:
+        try:
+            allowed = data_mod.dataset_options(cfg.data.dataset)
+        except ValueError as exc:
+            raise component_error("data", "dataset", cfg.data.dataset, cfg.data.options, exc) from None
+        known = [f.name for f in dataclasses.fields(DataConfig) if f.name != "options"]
+        for key, value in cfg.data.options.items():
+            if key not in allowed:
+                raise ConfigError(
+                    f"data.{key} = {_fmt(value)}: unknown key; allowed in data: {', '.join(known)}, and the "
+                    f"options of dataset {cfg.data.dataset!r}: {', '.join(allowed) or '(none)'}"
+                    + _suggest(key, known + list(allowed))
+                )
+            default = allowed[key]
+            if default is not None and not _fits(value, float if type(default) is int else type(default)):
+                raise ConfigError(
+                    f"data.{key} = {_fmt(value)}: expected {_type_name(type(default))} "
+                    f"(default {_fmt(default)})"
+                )
+
+
+def mixer_extras(cfg: Config, method: str | None = None) -> dict:
+    """The mixer's options from the config, plus ``total_epochs``-like arguments the mixer accepts and the
+    config does not set (so a schedule defined by its end value knows the training length)."""
+    from ammix import mixing
+
+    opts = dict(cfg.mixing.options)
+    cls = _mixer_class(method or cfg.mixing.method)
+    if cls is None:
+        return opts
+    try:
+        params = inspect.signature(cls).parameters
+    except (TypeError, ValueError):
+        return opts
+    for name in ("total_epochs", "epochs", "total"):
+        if name in params and name not in opts:
+            opts[name] = cfg.train.epochs
+    del mixing
+    return opts

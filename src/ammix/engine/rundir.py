@@ -1,0 +1,107 @@
+"""The run folder: config.yaml, metrics.jsonl, summary.json, last.pt (and tb/ for TensorBoard).
+
+A folder that already holds a run is never overwritten silently: the caller chooses ``resume``
+(continue from last.pt) or ``fresh`` (delete the run and start again).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import shutil
+from pathlib import Path
+
+from .checkpoint import atomic_write
+
+CONFIG, METRICS, SUMMARY, CHECKPOINT, TENSORBOARD = (
+    "config.yaml",
+    "metrics.jsonl",
+    "summary.json",
+    "last.pt",
+    "tb",
+)
+_RUN_FILES = (CONFIG, METRICS, SUMMARY, CHECKPOINT)
+
+
+class RunDirError(ValueError):
+    """The run folder cannot be used as asked (it holds a run and neither resume nor fresh was given)."""
+
+
+def holds_run(run_dir: Path) -> bool:
+    return any((run_dir / name).exists() for name in _RUN_FILES)
+
+
+def check_run_dir(run_dir: Path, resume: bool, fresh: bool) -> None:
+    """Refuse (``RunDirError``) what would silently overwrite or misuse a folder. Reads only."""
+    if resume and fresh:
+        raise RunDirError("--resume and --fresh exclude each other: continue the run, or start it again")
+    if run_dir.exists() and not run_dir.is_dir():
+        raise RunDirError(f"run folder {run_dir} exists and is not a folder")
+    if holds_run(run_dir) and not (resume or fresh):
+        raise RunDirError(
+            f"run folder {run_dir} already holds a run; pass --resume to continue it from its last "
+            f"checkpoint, or --fresh to delete it and start again (or choose another --run-dir)"
+        )
+    if fresh and holds_run(run_dir):
+        here = Path.cwd().resolve()
+        target = run_dir.resolve()
+        if target == here or target in here.parents or target == Path.home().resolve():
+            raise RunDirError(
+                f"--fresh would delete {run_dir}, which holds the working folder; use a subfolder"
+            )
+
+
+def wipe_run_dir(run_dir: Path) -> None:
+    """Delete the folder of an old run (for ``--fresh``)."""
+    if run_dir.exists():
+        shutil.rmtree(run_dir)
+
+
+def _json_safe(value):
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, dict):
+        return {k: _json_safe(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_json_safe(v) for v in value]
+    return value
+
+
+def write_json(path: Path, data: dict) -> None:
+    text = json.dumps(_json_safe(data), indent=2) + "\n"
+    atomic_write(path, lambda f: f.write(text.encode()))
+
+
+def write_text(path: Path, text: str) -> None:
+    atomic_write(path, lambda f: f.write(text.encode()))
+
+
+def append_metrics(run_dir: Path, record: dict) -> None:
+    """Append one epoch's line to metrics.jsonl."""
+    with open(run_dir / METRICS, "a") as f:
+        f.write(json.dumps(_json_safe(record)) + "\n")
+        f.flush()
+
+
+def read_metrics(run_dir: Path) -> list[dict]:
+    """The complete lines of metrics.jsonl (a torn last line, from a kill mid-write, is skipped)."""
+    path = run_dir / METRICS
+    if not path.exists():
+        return []
+    records = []
+    for line in path.read_text().splitlines():
+        try:
+            records.append(json.loads(line))
+        except json.JSONDecodeError:
+            continue
+    return records
+
+
+def truncate_metrics(run_dir: Path, epochs_done: int) -> None:
+    """Keep only the lines of epochs up to ``epochs_done`` (the checkpoint's), so that a resumed run's
+    file equals an uninterrupted run's."""
+    path = run_dir / METRICS
+    if not path.exists():
+        return
+    kept = [r for r in read_metrics(run_dir) if r.get("epoch", math.inf) <= epochs_done]
+    write_text(path, "".join(json.dumps(r) + "\n" for r in kept))
