@@ -1,0 +1,71 @@
+"""Collapse analysis of a finished run: test-set features of its last checkpoint, and their metrics."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+from ammix.analysis import collapse_report
+from ammix.data import DeviceLoader, ImageDataset
+from ammix.engine import config_from_dict, load_checkpoint, saved_config
+from ammix.engine.checkpoint import resolve_checkpoint
+from ammix.engine.loop import load_data
+from ammix.models import StagedModel, build_model
+
+
+@dataclass
+class RunFeatures:
+    """Test-set features of a trained run, with its head and labels (fine ones kept for coarse runs)."""
+
+    features: torch.Tensor
+    logits: torch.Tensor
+    labels: torch.Tensor
+    fine_labels: torch.Tensor | None
+    head: torch.nn.Linear
+    test_set: ImageDataset
+
+
+def load_trained(run_dir: str | Path) -> tuple[StagedModel, ImageDataset]:
+    """The run's model with its last checkpoint's weights (on CPU, eval mode) and its test split."""
+    cfg = config_from_dict(saved_config(run_dir))
+    train_set, test_set = load_data(cfg)
+    model = build_model(
+        cfg.model.name, train_set.num_classes, in_channels=train_set.image_shape[0], **cfg.model.options
+    )
+    model.load_state_dict(load_checkpoint(resolve_checkpoint(run_dir))["model"])
+    return model.eval(), test_set
+
+
+@torch.no_grad()
+def run_features(run_dir: str | Path, batch_size: int = 512) -> RunFeatures:
+    """Features and logits of the run's test split, in the split's order."""
+    model, test_set = load_trained(run_dir)
+    features = [model.features(x) for x, _ in DeviceLoader(test_set, batch_size, train=False, augment=None)]
+    features = torch.cat(features)
+    return RunFeatures(
+        features=features,
+        logits=model.head(features),
+        labels=test_set.labels,
+        fine_labels=getattr(test_set, "fine_labels", None),
+        head=model.head,
+        test_set=test_set,
+    )
+
+
+def analyze_run(run_dir: str | Path) -> dict[str, float]:
+    """Collapse metrics of the run's test features (`collapse_report`), written to analysis.json.
+
+    For a run trained on coarse labels, the metrics are also computed against the fine labels
+    (keys prefixed ``fine_``): intra-class collapse shows there, as fine classes that the coarse
+    training squeezed together.
+    """
+    rf = run_features(run_dir)
+    report = collapse_report(rf.features, rf.labels, head=rf.head, logits=rf.logits)
+    if rf.fine_labels is not None:
+        fine = collapse_report(rf.features, rf.fine_labels)
+        report.update({f"fine_{key}": value for key, value in fine.items()})
+    Path(run_dir, "analysis.json").write_text(json.dumps(report, indent=2) + "\n")
+    return report

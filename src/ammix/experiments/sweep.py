@@ -1,0 +1,249 @@
+"""Sweeps: a grid of (variant, seed) training runs, each a separate `ammix train` process.
+
+A sweep file names a base training config and the variants to run on it::
+
+    name: lt-cifar10-jpeg                # folder under the runs dir
+    config: ../lt-cifar10-cpu.yaml       # base training config, relative to this file
+    protocol: train                      # or coarse_to_fine
+    seeds: [0, 1]
+    overrides: {train.epochs: 30}        # applied to every run
+    variants:                            # name -> overrides of that variant
+      ce: {mixing.method: ce}
+      am_mixup: {mixing.method: am_mixup, mixing.gamma: 0.95}
+
+Protocol ``coarse_to_fine`` runs three stages per (variant, seed): ``pretrain`` (the variant on the
+coarse labels), then ``probe`` (a linear probe on the frozen pre-trained backbone, fine labels, plain
+cross-entropy) and ``finetune`` (all weights, fine labels, plain cross-entropy); the sweep keys
+``probe`` and ``finetune`` hold their extra overrides.
+
+A plain training config can be swept too: ``ammix sweep CONFIG --methods ce am_mixup --seeds 0 1``.
+Runs write ``RUNS/<name>/<variant>/seed<S>[/<stage>]``. A finished run (summary.json) is skipped, an
+interrupted one (last.pt) resumed, so a sweep can be stopped and started again at any point.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import subprocess
+import sys
+import time
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import yaml
+
+from .analyze import analyze_run
+
+PROTOCOLS = ("train", "coarse_to_fine")
+SWEEP_KEYS = {"name", "config", "protocol", "seeds", "overrides", "variants", "probe", "finetune"}
+
+
+class SweepError(ValueError):
+    """A mistake in a sweep file or its arguments (one line, shown without a traceback)."""
+
+
+@dataclass
+class Run:
+    """One training process: its run folder and the command-line overrides of the base config."""
+
+    run_dir: Path
+    overrides: dict
+    after: Run | None = None  # a run this one waits for (the pre-training of a transfer stage)
+    label: str = ""
+
+
+@dataclass
+class Sweep:
+    name: str
+    config: Path
+    protocol: str = "train"
+    seeds: list[int] = field(default_factory=lambda: [0])
+    overrides: dict = field(default_factory=dict)
+    variants: dict = field(default_factory=dict)
+    probe: dict = field(default_factory=dict)
+    finetune: dict = field(default_factory=dict)
+
+
+def load_sweep(path: Path, methods: list[str] | None = None, seeds: list[int] | None = None) -> Sweep:
+    """A Sweep from a sweep file, or from a plain training config plus `methods`."""
+    try:
+        spec = yaml.safe_load(Path(path).read_text()) or {}
+    except (OSError, yaml.YAMLError) as err:
+        raise SweepError(f"cannot read {path}: {err}") from None
+    if not isinstance(spec, dict):
+        raise SweepError(f"{path}: expected a YAML mapping")
+    if "variants" not in spec and "config" not in spec:  # a training config: sweep its methods
+        spec = {"name": Path(path).stem, "config": Path(path).name}
+    unknown = set(spec) - SWEEP_KEYS
+    if unknown:
+        raise SweepError(f"{path}: unknown key(s) {sorted(unknown)}; allowed: {sorted(SWEEP_KEYS)}")
+    sweep = Sweep(
+        name=str(spec.get("name", Path(path).stem)),
+        config=(Path(path).parent / spec["config"]).resolve(),
+        protocol=spec.get("protocol", "train"),
+        seeds=[int(s) for s in spec.get("seeds", [0])],
+        overrides=dict(spec.get("overrides") or {}),
+        variants=dict(spec.get("variants") or {}),
+        probe=dict(spec.get("probe") or {}),
+        finetune=dict(spec.get("finetune") or {}),
+    )
+    if methods:
+        sweep.variants = {m: {**sweep.variants.get(m, {}), "mixing.method": m} for m in methods}
+    if seeds:
+        sweep.seeds = list(seeds)
+    if sweep.protocol not in PROTOCOLS:
+        raise SweepError(f"{path}: protocol {sweep.protocol!r} is not one of {', '.join(PROTOCOLS)}")
+    if not sweep.variants:
+        raise SweepError(f"{path}: no variants (add a `variants:` mapping or pass --methods)")
+    if not sweep.config.is_file():
+        raise SweepError(f"{path}: base config {sweep.config} does not exist")
+    return sweep
+
+
+def with_method_section(overrides: dict) -> dict:
+    """Overrides where setting ``mixing.method`` replaces the base config's whole mixing section.
+
+    The base config's mixing options belong to its own method (``gamma`` means nothing to ``ce``), so a
+    variant that names a method brings its own options: ``{mixing.method: ce}`` becomes
+    ``{mixing: {method: ce}}``.
+    """
+    if "mixing.method" not in overrides:
+        return overrides
+    section = {k.removeprefix("mixing."): v for k, v in overrides.items() if k.startswith("mixing.")}
+    return {"mixing": section, **{k: v for k, v in overrides.items() if not k.startswith("mixing.")}}
+
+
+def plan_runs(sweep: Sweep, runs_dir: Path) -> list[Run]:
+    """Every run of the sweep, in an order where a run comes after the one it waits for."""
+    runs = []
+    for variant, variant_overrides in sweep.variants.items():
+        for seed in sweep.seeds:
+            base = {**sweep.overrides, **(variant_overrides or {}), "seed": seed}
+            folder = runs_dir / sweep.name / variant / f"seed{seed}"
+            if sweep.protocol == "train":
+                runs.append(Run(folder, with_method_section(base), label=f"{variant}/seed{seed}"))
+                continue
+            label = f"{variant}/seed{seed}"
+            coarse = with_method_section({**base, "data.labels": "coarse"})
+            pretrain = Run(folder / "pretrain", coarse, label=label)
+            transfer = {
+                "seed": seed,
+                **sweep.overrides,
+                "data.labels": "fine",
+                "mixing.method": "ce",
+                "model.init_from": str(folder / "pretrain"),
+            }
+            probe = with_method_section({**transfer, "train.freeze_backbone": True, **sweep.probe})
+            finetune = with_method_section({**transfer, **sweep.finetune})
+            runs += [
+                pretrain,
+                Run(folder / "probe", probe, after=pretrain, label=f"{variant}/seed{seed}/probe"),
+                Run(folder / "finetune", finetune, after=pretrain, label=f"{variant}/seed{seed}/finetune"),
+            ]
+    return runs
+
+
+def override_args(overrides: dict) -> list[str]:
+    """Overrides as `key=value` command-line words, values written as YAML."""
+    words = []
+    for key, value in overrides.items():
+        text = yaml.safe_dump(value, default_flow_style=True).strip()
+        words.append(f"{key}={text.removesuffix('...').strip()}")
+    return words
+
+
+def is_finished(run_dir: Path) -> bool:
+    return (run_dir / "summary.json").is_file()
+
+
+def train_command(config: Path, run: Run) -> list[str]:
+    """The `ammix train` command of a run: resume when it has a checkpoint, else start it."""
+    resume = ["--resume"] if (run.run_dir / "last.pt").is_file() else ["--fresh"]
+    return [sys.executable, "-m", "ammix", "train", str(config), *override_args(run.overrides),
+            "--run-dir", str(run.run_dir), *resume]
+
+
+def run_sweep(sweep: Sweep, runs_dir: Path, jobs: int = 1, gpus: list[str] | None = None) -> int:
+    """Run the sweep's unfinished runs, `jobs` at a time (one per GPU when `gpus` is given).
+
+    Each run's output goes to its folder's `train.log`; a finished run gets its collapse metrics
+    (`analysis.json`, see `ammix.experiments.analyze`). Returns the number of failed runs.
+    """
+    runs = plan_runs(sweep, runs_dir)
+    todo = [run for run in runs if not is_finished(run.run_dir)]
+    print(f"sweep {sweep.name}: {len(runs)} runs, {len(runs) - len(todo)} finished, {len(todo)} to run "
+          f"({jobs} at a time) under {runs_dir / sweep.name}", flush=True)
+    slots = list(gpus) if gpus else [None] * jobs
+    free = list(range(len(slots)))
+    failed: list[str] = []
+
+    def launch(run: Run) -> bool:
+        if run.after is not None and not is_finished(run.after.run_dir):
+            failed.append(f"{run.label} (its pre-training did not finish)")
+            return False
+        slot = free.pop()
+        env = dict(os.environ)
+        if slots[slot] is not None:
+            env["CUDA_VISIBLE_DEVICES"] = slots[slot]
+        run.run_dir.mkdir(parents=True, exist_ok=True)
+        start = time.time()
+        with open(run.run_dir / "train.log", "a") as log:
+            command = train_command(sweep.config, run)
+            code = subprocess.call(command, stdout=log, stderr=subprocess.STDOUT, env=env)
+        free.append(slot)
+        status = "done" if code == 0 else f"FAILED (exit {code}, see {run.run_dir / 'train.log'})"
+        print(f"  {run.label}: {status} in {time.time() - start:.0f} s", flush=True)
+        if code != 0:
+            failed.append(run.label)
+        elif not (run.run_dir / "analysis.json").is_file():
+            analyze_run(run.run_dir)
+        return code == 0
+
+    # Pre-training runs first; the transfer stages that wait on them go in a second wave.
+    with ThreadPoolExecutor(max_workers=len(slots)) as pool:
+        list(pool.map(launch, [run for run in todo if run.after is None]))
+    with ThreadPoolExecutor(max_workers=len(slots)) as pool:
+        list(pool.map(launch, [run for run in todo if run.after is not None]))
+    if failed:
+        print(f"{len(failed)} run(s) failed: {', '.join(failed)}", file=sys.stderr)
+    return len(failed)
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("spec", type=Path, help="a sweep file, or a training config to sweep over --methods")
+    parser.add_argument("--methods", nargs="+", help="variants, one per mixing method (replaces the file's)")
+    parser.add_argument("--seeds", nargs="+", type=int, help="seeds (replaces the file's)")
+    parser.add_argument("--runs-dir", type=Path, default=Path("runs"), help="where run folders go")
+    parser.add_argument("--jobs", type=int, default=1, help="runs at a time on this machine (default: 1)")
+    parser.add_argument("--gpus", help="comma-separated GPU ids: one run per GPU at a time")
+    parser.add_argument("--set", nargs="+", default=[], metavar="KEY=VALUE",
+                        help="overrides for every run (e.g. data.imbalance_factor=50)")
+    parser.add_argument("--name", help="the sweep's folder name (default: the file's name key)")
+    parser.add_argument("--dry-run", action="store_true", help="print the commands and exit")
+
+
+def run(args: argparse.Namespace) -> int:
+    try:
+        sweep = load_sweep(args.spec, args.methods, args.seeds)
+    except SweepError as err:
+        print(f"ammix sweep: {err}", file=sys.stderr)
+        return 2
+    for item in args.set:
+        key, sep, value = item.partition("=")
+        if not sep:
+            print(f"ammix sweep: --set expects KEY=VALUE, got {item!r}", file=sys.stderr)
+            return 2
+        sweep.overrides[key] = yaml.safe_load(value)
+    sweep.name = args.name or sweep.name
+    if args.jobs < 1:
+        print("ammix sweep: --jobs must be >= 1", file=sys.stderr)
+        return 2
+    if args.dry_run:
+        for planned in plan_runs(sweep, args.runs_dir):
+            state = "finished" if is_finished(planned.run_dir) else "to run"
+            print(f"[{state}] " + " ".join(train_command(sweep.config, planned)))
+        return 0
+    gpus = args.gpus.split(",") if args.gpus else None
+    return 1 if run_sweep(sweep, args.runs_dir, args.jobs, gpus) else 0

@@ -1,0 +1,152 @@
+"""The toy protocol (the paper's Figures 2-5): 2-D features of each method, side by side.
+
+A toy file holds an inline base training config (a model with a 2-D feature), the methods to compare
+and the settings to run them in::
+
+    name: toy-mini-cifar
+    config: {data: {dataset: mini-cifar, ...}, model: {name: small_cnn, feature_dim: 2}, ...}
+    variants: {ce: {mixing.method: ce}, am_mixup: {mixing.method: am_mixup, mixing.gamma: 0.9}}
+    settings:                       # name -> overrides
+      balanced: {}
+      long-tailed: {data.imbalance_factor: 10}
+      coarse-to-fine: {data.labels: coarse}   # trained on coarse labels, shown by fine class
+    quick: {train.epochs: 3}        # overrides of --quick
+
+Each (setting, variant) trains in-process into ``OUT/<setting>/<variant>`` (finished runs are reused,
+interrupted ones resumed). Each setting gives one figure, ``OUT/<setting>.png`` and ``.pdf``: the test
+features coloured by class over the classifier's maximum softmax probability, with alignment,
+uniformity and neighbour uniformity in each panel's caption. ``OUT/toy.md`` holds the table.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+
+import yaml
+
+from ammix.analysis import collapse_report, feature_map_figure
+from ammix.engine import apply_overrides, config_from_dict, train
+from ammix.engine.rundir import holds_run
+
+from .analyze import run_features
+
+TOY_KEYS = {"name", "config", "variants", "settings", "quick"}
+TABLE_METRICS = ("acc", "balanced_acc", "alignment", "uniformity", "neighbour_uniformity", "feature_norm",
+                 "margin_ratio")
+
+
+class ToyError(ValueError):
+    """A mistake in a toy file or its arguments (one line, no traceback)."""
+
+
+def load_toy(path: str | Path) -> dict:
+    """The toy spec of `path` as a dict, checked for its keys."""
+    try:
+        spec = yaml.safe_load(Path(path).read_text())
+    except (OSError, yaml.YAMLError) as err:
+        raise ToyError(f"cannot read {path}: {err}") from None
+    if not isinstance(spec, dict) or not {"config", "variants", "settings"} <= set(spec):
+        raise ToyError(f"{path}: a toy file needs the keys config, variants and settings")
+    unknown = set(spec) - TOY_KEYS
+    if unknown:
+        raise ToyError(f"{path}: unknown key(s) {sorted(unknown)}; allowed: {sorted(TOY_KEYS)}")
+    return spec
+
+
+def _train_or_reuse(config: dict, run_dir: Path) -> dict:
+    summary = run_dir / "summary.json"
+    if summary.is_file():
+        return json.loads(summary.read_text())
+    return train(config, run_dir, resume=holds_run(run_dir))
+
+
+def run_toy(spec: dict, out_dir: str | Path, overrides: list[str] | None = None, quick: bool = False,
+            settings: list[str] | None = None, variants: list[str] | None = None) -> list[dict]:
+    """Train every (setting, variant) of `spec`, draw one figure per setting; returns the table rows."""
+    out_dir = Path(out_dir)
+    extra = [f"{k}={_yaml(v)}" for k, v in (spec.get("quick") or {}).items()] if quick else []
+    extra += list(overrides or [])
+    chosen_settings = _choose(spec["settings"], settings, "setting")
+    chosen_variants = _choose(spec["variants"], variants, "variant")
+    # Validate every config before training anything: a typo should not surface after an hour.
+    configs = {}
+    for setting, setting_overrides in chosen_settings.items():
+        for variant, variant_overrides in chosen_variants.items():
+            words = [f"{k}={_yaml(v)}" for k, v in {**setting_overrides, **variant_overrides}.items()]
+            data = apply_overrides(json.loads(json.dumps(spec["config"])), words + extra)
+            configs[setting, variant] = config_from_dict(data).to_dict()
+    rows = []
+    for setting in chosen_settings:
+        panels, class_names = [], None
+        for variant in chosen_variants:
+            run_dir = out_dir / setting / variant
+            print(f"[toy] {setting} / {variant} -> {run_dir}", flush=True)
+            start = time.time()
+            summary = _train_or_reuse(configs[setting, variant], run_dir)
+            rf = run_features(run_dir)
+            shown = rf.fine_labels if rf.fine_labels is not None else rf.labels
+            names = rf.test_set.fine_classes if rf.fine_labels is not None else rf.test_set.classes
+            metrics = collapse_report(rf.features, shown, head=rf.head)
+            panels.append((variant, rf.features, shown, rf.head, metrics))
+            class_names = names
+            last = summary.get("last", {})
+            rows.append({"setting": setting, "method": variant, "acc": last.get("acc"),
+                         "balanced_acc": last.get("balanced_acc"), **metrics,
+                         "seconds": round(time.time() - start, 1)})
+        if rf.features.shape[1] == 2:
+            feature_map_figure(panels, class_names, out_dir / setting)
+    (out_dir / "toy.md").write_text(format_table(rows))
+    (out_dir / "toy.json").write_text(json.dumps(rows, indent=2) + "\n")
+    return rows
+
+
+def format_table(rows: list[dict]) -> str:
+    """Markdown table of the toy rows: accuracies in %, collapse metrics with 3 decimals."""
+    header = ["setting", "method", *TABLE_METRICS]
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    for row in rows:
+        cells = [row["setting"], row["method"]]
+        for key in TABLE_METRICS:
+            value = row.get(key)
+            cells.append("—" if value is None else f"{value:.1f}" if "acc" in key else f"{value:.3f}")
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def _choose(options: dict, names: list[str] | None, what: str) -> dict:
+    if not names:
+        return options
+    unknown = [n for n in names if n not in options]
+    if unknown:
+        raise ToyError(f"unknown {what}(s) {', '.join(unknown)}; known: {', '.join(options)}")
+    return {n: options[n] for n in names}
+
+
+def _yaml(value) -> str:
+    return yaml.safe_dump(value, default_flow_style=True).strip().removesuffix("...").strip()
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("spec", type=Path, help="a toy file, e.g. configs/toy-mini-cifar-cpu.yaml")
+    parser.add_argument("overrides", nargs="*", metavar="key=value", help="overrides of every run's config")
+    parser.add_argument("--out", type=Path, help="output folder (default: runs/<toy name>)")
+    parser.add_argument("--settings", nargs="+", help="only these settings")
+    parser.add_argument("--methods", nargs="+", help="only these variants")
+    parser.add_argument("--quick", action="store_true", help="apply the file's quick overrides")
+
+
+def run(args: argparse.Namespace) -> int:
+    try:
+        spec = load_toy(args.spec)
+        out = args.out or Path("runs") / spec.get("name", args.spec.stem)
+        rows = run_toy(spec, out, args.overrides, args.quick, args.settings, args.methods)
+    except ToyError as err:
+        print(f"ammix toy: {err}", file=sys.stderr)
+        return 2
+    print(format_table(rows))
+    print(f"figures and tables in {out}")
+    return 0
