@@ -1,0 +1,199 @@
+"""Tests of the ``ammix`` command line: help, config validation (one line, exit 2), run-folder guards."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from ammix.cli import COMMANDS, main
+from ammix.engine import Config, ConfigError, load_config
+from ammix.engine.config import parse_value
+
+ROOT = Path(__file__).resolve().parents[1]
+SMOKE = str(ROOT / "configs" / "smoke.yaml")
+TINY = [
+    "data.samples_per_class=16",
+    "data.test_samples_per_class=8",
+    "data.image_size=8",
+    "data.batch_size=16",
+    "model.width=4",
+    "train.epochs=2",
+]
+
+
+def run_cli(capsys, *argv: str) -> tuple[int, str, str]:
+    """``main(argv)`` in-process: (exit code, stdout, stderr); argparse's SystemExit counts as a return."""
+    try:
+        code = main(list(argv))
+    except SystemExit as exc:
+        code = exc.code
+    out = capsys.readouterr()
+    return code, out.out, out.err
+
+
+def test_help_lists_train(capsys):
+    code, out, _ = run_cli(capsys, "--help")
+    assert code == 0
+    assert "train" in out and "COMMAND" in out
+
+
+def test_train_help(capsys):
+    code, out, _ = run_cli(capsys, "train", "--help")
+    assert code == 0
+    for flag in ("--run-dir", "--resume", "--fresh", "key=value"):
+        assert flag in out
+
+
+def test_no_command_prints_help(capsys):
+    code, _, err = run_cli(capsys)
+    assert code == 2 and "usage" in err
+
+
+def test_subcommands_are_a_registry():
+    assert "train" in COMMANDS
+    cmd = COMMANDS["train"]
+    assert callable(cmd.add_arguments) and callable(cmd.run)
+
+
+def test_python_dash_m_ammix():
+    proc = subprocess.run(
+        [sys.executable, "-m", "ammix", "train", "--help"], capture_output=True, text=True, timeout=120
+    )
+    assert proc.returncode == 0 and "--run-dir" in proc.stdout
+
+
+# One line naming the key, the value and what is allowed; exit code 2; no traceback.
+BAD_CONFIGS = [
+    (["optim.lrr=0.1"], "optim.lrr = 0.1: unknown key"),
+    (["optim.lr=-0.1"], "optim.lr = -0.1: out of range; allowed: >= 0"),
+    (["mixing.gamma=1.5"], "mixing.gamma = 1.5: gamma must be in (0, 1)"),
+    (["mixing.gamma=0"], "mixing.gamma = 0: gamma must be in (0, 1)"),
+    (["mixing.gamma=fast"], "mixing.gamma = 'fast': expected a number"),
+    (["mixing.gama=0.9"], "mixing.gama = 0.9: unknown option"),
+    (["mixing.method=mixupp"], "mixing.method = 'mixupp': unknown mixing method"),
+    (["data.imbalance_factor=0.5"], "data.imbalance_factor = 0.5: out of range; allowed: >= 1"),
+    (["data.dataset=cifar11"], "data.dataset = 'cifar11': unknown dataset"),
+    (["data.batchsize=3"], "data.batchsize = 3: unknown key"),
+    (["data.labels=superfine"], "data.labels = 'superfine': not allowed; allowed: fine, coarse"),
+    (["data.samples_per_class=0"], "data.samples_per_class = 0"),
+    (["model.name=resnet99"], "model.name = 'resnet99': unknown model"),
+    (["model.widht=8"], "model.widht = 8: unknown option"),
+    (["model.width=2.5"], "model.width = 2.5"),
+    (["train.epochs=ten"], "train.epochs = 'ten': expected an integer"),
+    (["train.epochs=0"], "train.epochs = 0: out of range; allowed: >= 1"),
+    (["train.amp=fp16"], "train.amp = 'fp16': needs CUDA"),
+    (["train.device=tpu"], "train.device = 'tpu': not allowed"),
+    (["optim.name=adam"], "optim.name = 'adam': not allowed; allowed: sgd, adamw"),
+    (["schedule.name=multistep", "schedule.milestones=[1]"], "schedule.factors = []: needs one factor"),
+    (["train.stop_after_epochs=9"], "train.stop_after_epochs = 9: out of range"),
+    (["nonsense.key=1"], "nonsense = {key: 1}: unknown key; allowed top-level keys"),
+    (["optim.lr"], "must be key=value"),
+]
+
+
+@pytest.mark.parametrize("overrides,fragment", BAD_CONFIGS, ids=[b[0][-1] for b in BAD_CONFIGS])
+def test_bad_config_is_one_line_and_exit_2(capsys, tmp_path, overrides, fragment):
+    run_dir = tmp_path / "run"
+    code, out, err = run_cli(capsys, "train", SMOKE, *TINY, *overrides, "--run-dir", str(run_dir))
+    assert code == 2, err
+    assert "Traceback" not in err
+    lines = err.strip().splitlines()
+    assert len(lines) == 1, err
+    assert lines[0].startswith("ammix: config error: ")
+    assert fragment in lines[0]
+    assert not run_dir.exists()  # nothing written for a config mistake
+
+
+def test_missing_config_file(capsys, tmp_path):
+    code, _, err = run_cli(capsys, "train", str(tmp_path / "nope.yaml"), "--run-dir", str(tmp_path / "r"))
+    assert code == 2 and "cannot read config file" in err and "nope.yaml" in err
+
+
+def test_malformed_yaml(capsys, tmp_path):
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("optim: {lr: [0.1\n")
+    code, _, err = run_cli(capsys, "train", str(bad), "--run-dir", str(tmp_path / "r"))
+    assert code == 2 and "invalid YAML" in err and len(err.strip().splitlines()) == 1
+
+
+def test_overrides_parse_as_yaml():
+    cfg = load_config(
+        SMOKE,
+        [
+            "optim.lr=1e-3",
+            "schedule.milestones=[2, 3]",
+            "schedule.factors=[0.1, 0.01]",
+            "schedule.name=multistep",
+            "train.amp=off",
+            "mixing.gamma=0.9",
+            "train.epochs=4",
+        ],
+    )
+    assert isinstance(cfg, Config)
+    assert cfg.optim.lr == pytest.approx(1e-3)
+    assert cfg.schedule.milestones == [2.0, 3.0]
+    assert cfg.train.amp == "off"  # YAML 1.1 reads off as false: mapped back to the choice
+    assert cfg.mixing.options["gamma"] == 0.9
+    assert parse_value("5e-4") == pytest.approx(5e-4)
+    assert parse_value("text") == "text"
+
+
+def test_config_round_trip(tmp_path):
+    cfg = load_config(SMOKE, ["mixing.clean_weight=0.25"])
+    path = tmp_path / "c.yaml"
+    path.write_text(cfg.to_yaml())
+    again = load_config(path)
+    assert again == cfg
+    assert again.to_dict()["mixing"]["clean_weight"] == 0.25  # mixer options stay flat
+
+
+def test_load_config_raises_config_error():
+    with pytest.raises(ConfigError, match="optim.lr"):
+        load_config(SMOKE, ["optim.lr=-1"])
+
+
+def test_print_config(capsys):
+    code, out, _ = run_cli(capsys, "train", SMOKE, "optim.lr=0.02", "--print-config")
+    assert code == 0 and "lr: 0.02" in out
+
+
+def test_existing_run_dir_refused_then_resume_or_fresh(capsys, tmp_path):
+    run_dir = tmp_path / "run"
+    code, _, err = run_cli(capsys, "train", SMOKE, *TINY, "--run-dir", str(run_dir))
+    assert code == 0, err
+    first = (run_dir / "metrics.jsonl").read_text()
+
+    code, _, err = run_cli(capsys, "train", SMOKE, *TINY, "--run-dir", str(run_dir))
+    assert code == 2
+    assert "already holds a run" in err and "--resume" in err and "--fresh" in err
+    assert "Traceback" not in err
+    assert (run_dir / "metrics.jsonl").read_text() == first  # untouched
+
+    code, _, err = run_cli(capsys, "train", SMOKE, *TINY, "--run-dir", str(run_dir), "--resume")
+    assert code == 0, err  # already finished: nothing to do, same metrics
+    assert (run_dir / "metrics.jsonl").read_text() == first
+
+    (run_dir / "stray.txt").write_text("old")
+    code, _, err = run_cli(capsys, "train", SMOKE, *TINY, "--run-dir", str(run_dir), "--fresh")
+    assert code == 0, err
+    assert not (run_dir / "stray.txt").exists()  # the old run folder was deleted
+    assert len((run_dir / "metrics.jsonl").read_text().splitlines()) == 2
+
+
+def test_resume_with_other_config_refused(capsys, tmp_path):
+    run_dir = tmp_path / "run"
+    assert (
+        run_cli(capsys, "train", SMOKE, *TINY, "train.stop_after_epochs=1", "--run-dir", str(run_dir))[0] == 0
+    )
+    code, _, err = run_cli(
+        capsys, "train", SMOKE, *TINY, "optim.lr=0.5", "--run-dir", str(run_dir), "--resume"
+    )
+    assert code == 2 and "another config" in err and "optim.lr" in err
+
+
+def test_resume_and_fresh_exclude_each_other(capsys, tmp_path):
+    code, _, err = run_cli(capsys, "train", SMOKE, "--run-dir", str(tmp_path / "r"), "--resume", "--fresh")
+    assert code == 2 and "not allowed with" in err

@@ -1,0 +1,290 @@
+"""Tests of the training engine: run folders, exact resume, kill -9, NaN guard, corrupt checkpoints,
+transfer (init_from + frozen backbone), learning-rate schedules."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+
+from ammix.cli import main
+from ammix.engine import CheckpointError, TrainingDiverged, load_checkpoint, load_config, read_metrics, train
+from ammix.engine.config import ScheduleConfig
+from ammix.engine.schedule import lr_factor
+
+ROOT = Path(__file__).resolve().parents[1]
+SMOKE = ROOT / "configs" / "smoke.yaml"
+TINY = [
+    "data.samples_per_class=16",
+    "data.test_samples_per_class=8",
+    "data.image_size=8",
+    "data.batch_size=16",
+    "model.width=4",
+    "train.epochs=3",
+]
+TIMING_KEYS = {"epoch_time", "images_per_s"}
+
+
+def tiny(*overrides: str):
+    return load_config(SMOKE, [*TINY, *overrides])
+
+
+def metrics_without_timings(run_dir: Path) -> list[dict]:
+    return [{k: v for k, v in r.items() if k not in TIMING_KEYS} for r in read_metrics(run_dir)]
+
+
+def assert_same_weights(a: Path, b: Path) -> None:
+    sa, sb = load_checkpoint(a / "last.pt"), load_checkpoint(b / "last.pt")
+    assert sa["epoch"] == sb["epoch"]
+    assert sa["model"].keys() == sb["model"].keys()
+    for key in sa["model"]:
+        assert torch.equal(sa["model"][key], sb["model"][key]), key
+
+
+def test_smoke_config_writes_a_complete_run_folder(tmp_path):
+    run_dir = tmp_path / "run"
+    start = time.perf_counter()
+    summary = train(load_config(SMOKE), run_dir)
+    assert time.perf_counter() - start < 30
+    for name in ("config.yaml", "metrics.jsonl", "summary.json", "last.pt"):
+        assert (run_dir / name).is_file(), name
+    records = read_metrics(run_dir)
+    epochs = load_config(SMOKE).train.epochs
+    assert [r["epoch"] for r in records] == list(range(1, epochs + 1))
+    for r in records:
+        for key in (
+            "train_loss",
+            "train_acc",
+            "test_acc",
+            "balanced_acc",
+            "per_class_acc",
+            "lr",
+            "lam",
+            "epoch_time",
+            "images_per_s",
+        ):
+            assert key in r, key
+    on_disk = json.loads((run_dir / "summary.json").read_text())
+    assert on_disk["finished"] and summary["finished"]
+    for key in ("last", "best", "wall_time_s", "command", "torch_version", "device"):
+        assert key in on_disk, key
+    assert on_disk["last"]["epoch"] == epochs
+    assert load_config(run_dir / "config.yaml") == load_config(SMOKE)  # the resolved config
+    assert load_checkpoint(run_dir / "last.pt")["epoch"] == epochs
+    assert not list(run_dir.glob(".*.tmp"))
+
+
+MIXINGS = {
+    "am_mixup": "mixing={method: am_mixup, gamma: 0.5, clean_weight: 0.5}",
+    "manifold_mixup": "mixing={method: manifold_mixup, alpha: 2.0, layers: [0, 1, 2]}",
+}
+
+
+@pytest.mark.parametrize("method", list(MIXINGS))
+def test_resume_equals_uninterrupted_run(tmp_path, method):
+    overrides = [MIXINGS[method]]
+    full, cut = tmp_path / "full", tmp_path / "cut"
+    train(tiny(*overrides), full)
+
+    first = train(tiny(*overrides, "train.stop_after_epochs=1"), cut)
+    assert not first["finished"] and first["epochs_done"] == 1
+    assert not (cut / "summary.json").read_text().count('"finished": true')
+    # As if the run was killed after writing epoch 2's metrics line but before its checkpoint.
+    with open(cut / "metrics.jsonl", "a") as f:
+        f.write(json.dumps({"epoch": 2, "train_loss": 123.0}) + "\n")
+    resumed = train(tiny(*overrides), cut, resume=True)
+
+    assert resumed["finished"]
+    assert_same_weights(full, cut)
+    assert metrics_without_timings(full) == metrics_without_timings(cut)
+    full_summary = json.loads((full / "summary.json").read_text())
+    assert resumed["last"] == full_summary["last"] and resumed["best"] == full_summary["best"]
+
+
+@pytest.mark.slow
+def test_kill_9_mid_run_then_resume(tmp_path):
+    run_dir = tmp_path / "run"
+    epochs = 60
+    overrides = [*TINY[:-1], f"train.epochs={epochs}"]
+    cmd = [sys.executable, "-m", "ammix", "train", str(SMOKE), *overrides, "--run-dir", str(run_dir)]
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    try:
+        deadline = time.time() + 120
+        while time.time() < deadline and len(read_metrics(run_dir)) < 3:
+            if proc.poll() is not None:
+                pytest.fail(f"the run ended early: {proc.stderr.read().decode()}")
+            time.sleep(0.02)
+        os.kill(proc.pid, signal.SIGKILL)
+        proc.wait(timeout=30)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == -signal.SIGKILL
+    assert not (run_dir / "summary.json").exists(), "the run finished before it could be killed"
+    done = load_checkpoint(run_dir / "last.pt")["epoch"]
+    assert 0 < done < epochs
+
+    assert main(["train", str(SMOKE), *overrides, "--run-dir", str(run_dir), "--resume"]) == 0
+    records = read_metrics(run_dir)
+    assert [r["epoch"] for r in records] == list(range(1, epochs + 1))
+    assert json.loads((run_dir / "summary.json").read_text())["finished"]
+    assert load_checkpoint(run_dir / "last.pt")["epoch"] == epochs
+
+
+def test_resume_without_checkpoint_starts_afresh(tmp_path):
+    run_dir = tmp_path / "run"
+    run_dir.mkdir()
+    (run_dir / "config.yaml").write_text("seed: 0\n")  # killed before its first checkpoint
+    (run_dir / "metrics.jsonl").write_text('{"epoch": 1, "train_loss": 9}\n')
+    summary = train(tiny(), run_dir, resume=True)
+    assert summary["finished"]
+    assert [r["epoch"] for r in read_metrics(run_dir)] == [1, 2, 3]
+
+
+def test_nan_loss_stops_with_clear_message_and_keeps_checkpoint(tmp_path, monkeypatch, capsys):
+    import ammix.engine.loop as loop
+
+    run_dir = tmp_path / "run"
+    real = loop.soft_cross_entropy
+    calls = {"n": 0}
+    steps_per_epoch = 4  # 4 classes x 16 images / batch 16
+
+    def poisoned(logits, targets, label_smoothing=0.0):
+        calls["n"] += 1
+        loss = real(logits, targets, label_smoothing)
+        # the second epoch's first step (two losses per step: mixed + clean)
+        return loss * float("nan") if calls["n"] > 2 * steps_per_epoch else loss
+
+    monkeypatch.setattr(loop, "soft_cross_entropy", poisoned)
+    cfg = tiny("train.log_every=1")
+    with pytest.raises(TrainingDiverged, match=r"loss became nan at epoch 2, step 1") as info:
+        train(cfg, run_dir)
+    assert "last good checkpoint" in str(info.value) and "epoch 1" in str(info.value)
+    assert load_checkpoint(run_dir / "last.pt")["epoch"] == 1
+    assert [r["epoch"] for r in read_metrics(run_dir)] == [1]
+    assert not (run_dir / "summary.json").exists()
+
+
+def test_huge_lr_diverges_through_cli(tmp_path, capsys):
+    code = main(
+        ["train", str(SMOKE), *TINY, "optim.lr=1e10", "train.log_every=1", "--run-dir", str(tmp_path / "run")]
+    )
+    err = capsys.readouterr().err
+    assert code == 1
+    assert "ammix: error: the training loss became" in err and "Traceback" not in err
+
+
+def test_truncated_checkpoint_is_a_clear_error(tmp_path, capsys):
+    run_dir = tmp_path / "run"
+    train(tiny("train.stop_after_epochs=1"), run_dir)
+    ckpt = run_dir / "last.pt"
+    data = ckpt.read_bytes()
+    ckpt.write_bytes(data[: len(data) // 2])
+    with pytest.raises(CheckpointError, match="truncated or corrupt") as info:
+        train(tiny(), run_dir, resume=True)
+    assert str(ckpt) in str(info.value)
+
+    code = main(["train", str(SMOKE), *TINY, "--run-dir", str(run_dir), "--resume"])
+    err = capsys.readouterr().err
+    assert code == 1 and "last.pt" in err and "Traceback" not in err
+
+
+def test_garbage_checkpoint_is_a_clear_error(tmp_path):
+    bad = tmp_path / "last.pt"
+    bad.write_bytes(b"not a checkpoint at all")
+    with pytest.raises(CheckpointError, match=str(bad)):
+        load_checkpoint(bad)
+
+
+def test_transfer_init_from_and_frozen_backbone(tmp_path):
+    coarse_dir, probe_dir = tmp_path / "coarse", tmp_path / "probe"
+    train(tiny("data.labels=coarse", "train.epochs=2"), coarse_dir)
+    pre = load_checkpoint(coarse_dir / "last.pt")["model"]
+    assert pre["head.weight"].shape[0] == 2  # 2 superclasses
+
+    summary = train(
+        tiny(
+            f"model.init_from={coarse_dir}",
+            "train.freeze_backbone=true",
+            "train.epochs=2",
+            "mixing={method: ce}",
+        ),
+        probe_dir,
+    )
+    assert summary["num_classes"] == 4
+    post = load_checkpoint(probe_dir / "last.pt")["model"]
+    assert post["head.weight"].shape[0] == 4
+    for key, value in pre.items():
+        if key.startswith("stages."):  # weights and BN statistics untouched by the linear probe
+            assert torch.equal(value, post[key]), key
+
+
+def test_init_from_wrong_backbone_is_clear(tmp_path):
+    src = tmp_path / "src"
+    train(tiny("train.epochs=1"), src)
+    with pytest.raises(CheckpointError, match="does not fit this backbone"):
+        train(tiny("model.width=8", f"model.init_from={src}", "train.epochs=1"), tmp_path / "dst")
+
+
+def test_long_tailed_run_logs_shot_groups(tmp_path):
+    summary = train(
+        tiny(
+            "data.imbalance_factor=10", "data.samples_per_class=32", "train.epochs=1", "data.drop_last=true"
+        ),
+        tmp_path / "lt",
+    )
+    counts = summary["train_class_counts"]
+    assert counts[0] == 32 and counts[-1] == 3
+    record = read_metrics(tmp_path / "lt")[0]
+    assert set(record["group_acc"]) == {"many", "medium", "few"}
+
+
+def test_adamw_and_eval_every(tmp_path):
+    run_dir = tmp_path / "run"
+    train(
+        tiny(
+            "optim.name=adamw",
+            "optim.lr=0.001",
+            "train.eval_every=2",
+            "schedule.name=constant",
+            "schedule.warmup_epochs=0",
+        ),
+        run_dir,
+    )
+    records = read_metrics(run_dir)
+    assert ["test_acc" in r for r in records] == [False, True, True]  # every 2nd epoch and the last
+    assert all(r["lr"] == pytest.approx(0.001) for r in records)
+
+
+def test_lr_schedules():
+    recipe = ScheduleConfig(name="multistep", warmup_epochs=5, milestones=[160, 180], factors=[0.01, 0.0001])
+    spe = 97
+    assert lr_factor(0, spe, 200, recipe) == pytest.approx(1 / (5 * spe))
+    assert lr_factor(5 * spe - 1, spe, 200, recipe) == pytest.approx(1.0)
+    assert lr_factor(100 * spe, spe, 200, recipe) == 1.0
+    assert lr_factor(160 * spe - 1, spe, 200, recipe) == 1.0
+    assert lr_factor(160 * spe, spe, 200, recipe) == pytest.approx(0.01)
+    assert lr_factor(180 * spe, spe, 200, recipe) == pytest.approx(0.0001)
+    cosine = ScheduleConfig(name="cosine", final_factor=0.1)
+    assert lr_factor(0, 10, 20, cosine) == pytest.approx(1.0)
+    assert lr_factor(100, 10, 20, cosine) == pytest.approx(0.55)
+    assert lr_factor(200, 10, 20, cosine) == pytest.approx(0.1)
+    assert lr_factor(7, 10, 20, ScheduleConfig(name="constant")) == 1.0
+
+
+def test_python_api_takes_a_dict(tmp_path):
+    cfg = tiny("train.epochs=1").to_dict()
+    summary = train(cfg, tmp_path / "run")
+    assert summary["epochs_done"] == 1 and summary["last"]["acc"] >= 0
+
+
+def test_reference_loader_runs(tmp_path):
+    summary = train(tiny("data.loader=reference", "train.epochs=1"), tmp_path / "ref")
+    assert summary["finished"]
