@@ -33,6 +33,7 @@ from ammix.engine import apply_overrides, config_from_dict, train
 from ammix.engine.rundir import holds_run
 
 from .analyze import run_features
+from .sweep import with_method_section
 
 TOY_KEYS = {"name", "config", "variants", "settings", "quick"}
 TABLE_METRICS = ("acc", "balanced_acc", "alignment", "uniformity", "neighbour_uniformity", "feature_norm",
@@ -76,7 +77,8 @@ def run_toy(spec: dict, out_dir: str | Path, overrides: list[str] | None = None,
     configs = {}
     for setting, setting_overrides in chosen_settings.items():
         for variant, variant_overrides in chosen_variants.items():
-            words = [f"{k}={_yaml(v)}" for k, v in {**setting_overrides, **variant_overrides}.items()]
+            merged = with_method_section({**setting_overrides, **variant_overrides})
+            words = [f"{k}={_yaml(v)}" for k, v in merged.items()]
             data = apply_overrides(json.loads(json.dumps(spec["config"])), words + extra)
             configs[setting, variant] = config_from_dict(data).to_dict()
     rows = []
@@ -90,7 +92,8 @@ def run_toy(spec: dict, out_dir: str | Path, overrides: list[str] | None = None,
             rf = run_features(run_dir)
             shown = rf.fine_labels if rf.fine_labels is not None else rf.labels
             names = rf.test_set.fine_classes if rf.fine_labels is not None else rf.test_set.classes
-            metrics = collapse_report(rf.features, shown, head=rf.head)
+            # Margins need the classes the head was trained on; a coarse run is shown by fine class.
+            metrics = collapse_report(rf.features, shown, head=rf.head if rf.fine_labels is None else None)
             panels.append((variant, rf.features, shown, rf.head, metrics))
             class_names = names
             last = summary.get("last", {})
