@@ -91,6 +91,7 @@ BAD_CONFIGS = [
     (["train.stop_after_epochs=9"], "train.stop_after_epochs = 9: out of range"),
     (["nonsense.key=1"], "nonsense = {key: 1}: unknown key; allowed top-level keys"),
     (["optim.lr"], "must be key=value"),
+    (["model.init_from=/nonexistent/run"], "model.init_from = '/nonexistent/run': no checkpoint there"),
 ]
 
 

@@ -559,6 +559,15 @@ def validate_components(cfg: Config) -> None:
     except (ValueError, TypeError) as exc:
         raise component_error("model", "name", cfg.model.name, cfg.model.options, exc) from None
 
+    if cfg.model.init_from is not None:
+        from .checkpoint import resolve_checkpoint
+
+        if not resolve_checkpoint(cfg.model.init_from).is_file():
+            raise ConfigError(
+                f"model.init_from = {_fmt(cfg.model.init_from)}: no checkpoint there; allowed: a checkpoint "
+                f"file or a run folder holding last.pt"
+            )
+
     # Dataset: the name, and the options where ``ammix.data`` tells them without loading anything.
     from ammix import data as data_mod
 
