@@ -1,9 +1,9 @@
 """Training-step time of each mixing method relative to plain cross-entropy, measured in one process.
 
 A step is forward (with the mixer at its site), soft cross-entropy, backward and an SGD update of
-ResNet-32 on a CIFAR-shaped batch. Methods are timed in interleaved rounds so that drifts of the
-machine hit all of them alike; the reported ratio is the median step time of a method over the
-median step time of `ce`.
+ResNet-32 on a CIFAR-shaped batch. Methods are timed in interleaved rounds, their order rotated
+every round, so that drifts of the machine hit all of them alike; the reported ratio is the median
+step time of a method over the median step time of `ce`.
 
     python benchmarks/bench_mixing_overhead.py --device cpu --out benchmarks/results/mixing_overhead_cpu.json
 """
@@ -70,9 +70,10 @@ def main() -> None:
     for mixer in mixers.values():  # warm-up
         time_steps(model, optimizer, mixer, x, y, 3, device)
     times = {name: [] for name in mixers}
-    for _ in range(args.rounds):
-        for name, mixer in mixers.items():
-            times[name] += time_steps(model, optimizer, mixer, x, y, args.steps, device)
+    names = list(mixers)
+    for r in range(args.rounds):
+        for name in names[r % len(names):] + names[: r % len(names)]:  # rotate: no method always first
+            times[name] += time_steps(model, optimizer, mixers[name], x, y, args.steps, device)
     base = statistics.median(times["ce"])
     result = {
         "benchmark": "mixing_overhead",
