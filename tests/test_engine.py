@@ -111,7 +111,7 @@ def test_resume_equals_uninterrupted_run(tmp_path, method):
 @pytest.mark.slow
 def test_kill_9_mid_run_then_resume(tmp_path):
     run_dir = tmp_path / "run"
-    epochs = 60
+    epochs = 20
     overrides = [*TINY[:-1], f"train.epochs={epochs}"]
     cmd = [sys.executable, "-m", "ammix", "train", str(SMOKE), *overrides, "--run-dir", str(run_dir)]
     proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
@@ -136,6 +136,11 @@ def test_kill_9_mid_run_then_resume(tmp_path):
     assert [r["epoch"] for r in records] == list(range(1, epochs + 1))
     assert json.loads((run_dir / "summary.json").read_text())["finished"]
     assert load_checkpoint(run_dir / "last.pt")["epoch"] == epochs
+    # and it ends where an uninterrupted run ends
+    full = tmp_path / "full"
+    train(load_config(SMOKE, overrides), full)
+    assert_same_weights(full, run_dir)
+    assert metrics_without_timings(full) == metrics_without_timings(run_dir)
 
 
 def test_resume_without_checkpoint_starts_afresh(tmp_path):
