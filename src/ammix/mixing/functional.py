@@ -10,8 +10,12 @@ import torch.nn.functional as F
 
 
 def one_hot(labels: torch.Tensor, num_classes: int, dtype: torch.dtype = torch.float32) -> torch.Tensor:
-    """Integer labels (B,) -> one-hot probabilities (B, num_classes) of `dtype`."""
-    return F.one_hot(labels.long(), num_classes).to(dtype)
+    """Integer labels (B,) -> one-hot probabilities (B, num_classes) of `dtype`.
+
+    Built with scatter rather than F.one_hot, whose range check synchronises a GPU every call.
+    """
+    out = torch.zeros(labels.shape[0], num_classes, dtype=dtype, device=labels.device)
+    return out.scatter_(1, labels.long()[:, None], 1.0)
 
 
 def soft_cross_entropy(
@@ -50,19 +54,17 @@ def random_permutation(n: int, generator: torch.Generator | None, device: torch.
 def interclass_partners(labels: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
     """For each sample i, the index of a partner j drawn uniformly among samples with y_j != y_i.
 
-    Returns a long tensor (B,) on the labels' device. Every sample has such a partner as soon as the
-    batch holds two classes; callers must handle a single-class batch first (rows of -1 are returned
-    for samples without a partner).
+    Returns a long tensor (B,) on the labels' device, -1 for a sample without such a partner (only in
+    a batch of a single class). The random scores come from `generator` (on its own device) and the
+    rest runs on the labels' device, so a CPU generator never makes a GPU wait.
     """
-    gen_device = generator.device if generator is not None else torch.device("cpu")
-    y = labels.to(gen_device)
-    other_class = y[:, None] != y[None, :]
+    gen_device = generator.device if generator is not None else labels.device
+    n = labels.shape[0]
+    scores = torch.rand((n, n), generator=generator, device=gen_device).to(labels.device, non_blocking=True)
+    other_class = labels[:, None] != labels[None, :]
     # Uniform draw among the allowed partners: the argmax of i.i.d. uniform scores over them.
-    scores = torch.rand(other_class.shape, generator=generator, device=gen_device)
-    scores = scores.masked_fill(~other_class, -1.0)
-    partners = scores.argmax(dim=1)
-    partners[~other_class.any(dim=1)] = -1
-    return partners.to(labels.device)
+    partners = scores.masked_fill(~other_class, -1.0).argmax(dim=1)
+    return torch.where(other_class.any(dim=1), partners, -1)
 
 
 def interpolate(x: torch.Tensor, partner: torch.Tensor, lam: float) -> torch.Tensor:

@@ -270,20 +270,31 @@ class AsymptoticMidpointMixup(_Mixer):
 
     def __call__(self, x, labels, epoch: float = 0.0):
         targets = self._one_hot(labels, x)
-        if self.pairing == "redraw":
-            partners = interclass_partners(labels, self.generator)
-            if bool((partners < 0).any()):
-                return x, targets  # a single-class batch: no inter-class pair to mix
-            anchors = x
-        else:
-            permutation = random_permutation(x.shape[0], self.generator, x.device)
-            keep = labels != labels[permutation]
-            if not bool(keep.any()):
-                return x, targets
-            anchors, targets, partners = x[keep], targets[keep], permutation[keep]
-        partner_x = x[partners].detach() if self.detach_partner else x[partners]
         lam = self.lam(epoch)
+        if self.pairing == "drop":
+            return self._mix_dropping_same_class_pairs(x, labels, targets, lam)
+        partners = interclass_partners(labels, self.generator)
+        # A sample without an other-class partner (a single-class batch) passes through unchanged;
+        # torch.where keeps that decision on the device, with no synchronisation.
+        has_partner = partners >= 0
+        partners = torch.where(has_partner, partners, torch.arange(len(labels), device=labels.device))
+        partner_x = x[partners].detach() if self.detach_partner else x[partners]
+        keep_shape = (-1,) + (1,) * (x.dim() - 1)
+        mixed = torch.where(has_partner.view(keep_shape), interpolate(x, partner_x, lam), x)
+        if self.label == "soft":
+            soft = interpolate(targets, targets[partners], lam)
+            targets = torch.where(has_partner[:, None], soft, targets)
+        return mixed, targets
+
+    def _mix_dropping_same_class_pairs(self, x, labels, targets, lam):
+        """The `drop` pairing: a random permutation, same-class pairs dropped (the batch shrinks)."""
+        permutation = random_permutation(x.shape[0], self.generator, x.device)
+        keep = labels != labels[permutation]
+        if not bool(keep.any()):
+            return x, targets
+        anchors, partners = x[keep], permutation[keep]
+        partner_x = x[partners].detach() if self.detach_partner else x[partners]
         mixed = interpolate(anchors, partner_x, lam)
         if self.label == "soft":
-            targets = interpolate(targets, self._one_hot(labels[partners], x), lam)
-        return mixed, targets
+            return mixed, interpolate(targets[keep], targets[partners], lam)
+        return mixed, targets[keep]
