@@ -145,7 +145,7 @@ class TrainConfig:
         "auto", "autocast: auto (bf16 on CUDA, off elsewhere)", choices=("auto", "bf16", "fp16", "off")
     )
     channels_last: str = _opt(
-        "auto", "channels_last memory format (auto: on CUDA)", choices=("auto", "on", "off")
+        "auto", "channels_last memory format (auto: on CPU and CUDA)", choices=("auto", "on", "off")
     )
     compile: bool = _opt(False, "torch.compile the model's stages and head")
     deterministic: bool = _opt(False, "torch.use_deterministic_algorithms (and no cudnn benchmark)")
