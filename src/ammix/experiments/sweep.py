@@ -118,8 +118,9 @@ def with_method_section(overrides: dict) -> dict:
 def plan_runs(sweep: Sweep, runs_dir: Path) -> list[Run]:
     """Every run of the sweep, in an order where a run comes after the one it waits for."""
     runs = []
-    for variant, variant_overrides in sweep.variants.items():
-        for seed in sweep.seeds:
+    # Seed-major order: a sweep stopped early has every variant at the first seeds.
+    for seed in sweep.seeds:
+        for variant, variant_overrides in sweep.variants.items():
             base = {**sweep.overrides, **(variant_overrides or {}), "seed": seed}
             folder = runs_dir / sweep.name / variant / f"seed{seed}"
             if sweep.protocol == "train":
@@ -214,6 +215,7 @@ def run_sweep(sweep: Sweep, runs_dir: Path, jobs: int = 1, gpus: list[str] | Non
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("spec", type=Path, help="a sweep file, or a training config to sweep over --methods")
     parser.add_argument("--methods", nargs="+", help="variants, one per mixing method (replaces the file's)")
+    parser.add_argument("--only", nargs="+", metavar="VARIANT", help="run only these variants of the file")
     parser.add_argument("--seeds", nargs="+", type=int, help="seeds (replaces the file's)")
     parser.add_argument("--runs-dir", type=Path, default=Path("runs"), help="where run folders go")
     parser.add_argument("--jobs", type=int, default=1, help="runs at a time on this machine (default: 1)")
@@ -237,6 +239,13 @@ def run(args: argparse.Namespace) -> int:
             return 2
         sweep.overrides[key] = yaml.safe_load(value)
     sweep.name = args.name or sweep.name
+    if args.only:
+        unknown = [v for v in args.only if v not in sweep.variants]
+        if unknown:
+            print(f"ammix sweep: unknown variant(s) {', '.join(unknown)}; known: {', '.join(sweep.variants)}",
+                  file=sys.stderr)
+            return 2
+        sweep.variants = {v: sweep.variants[v] for v in args.only}
     if args.jobs < 1:
         print("ammix sweep: --jobs must be >= 1", file=sys.stderr)
         return 2
