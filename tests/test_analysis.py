@@ -18,7 +18,6 @@ from ammix.analysis import (
     feature_norms,
     group_accuracy,
     intra_class_spread,
-    many_medium_few_groups,
     margin_to_boundary,
     min_centroid_distance,
     neighbour_uniformity,
@@ -319,11 +318,6 @@ def test_accuracies():
     groups = {"many": [0, 1], "few": [2, 3], "none": []}
     got = group_accuracy(acc, groups)
     assert got["many"] == pytest.approx(0.5) and got["few"] == pytest.approx(1.0) and math.isnan(got["none"])
-    assert many_medium_few_groups([500, 100, 50, 20, 19, 5]) == {
-        "many": [0],
-        "medium": [1, 2, 3],
-        "few": [4, 5],
-    }
 
 
 # ------------------------------------------------------------------------------------------------

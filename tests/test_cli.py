@@ -4,24 +4,16 @@ from __future__ import annotations
 
 import subprocess
 import sys
-from pathlib import Path
 
 import pytest
+from common import SMOKE, tiny
 
 from ammix.cli import COMMANDS, main
 from ammix.engine import Config, ConfigError, load_config
 from ammix.engine.config import parse_value
 
-ROOT = Path(__file__).resolve().parents[1]
-SMOKE = str(ROOT / "configs" / "smoke.yaml")
-TINY = [
-    "data.samples_per_class=16",
-    "data.test_samples_per_class=8",
-    "data.image_size=8",
-    "data.batch_size=16",
-    "model.width=4",
-    "train.epochs=2",
-]
+SMOKE = str(SMOKE)
+TINY = tiny(2)
 
 
 def run_cli(capsys, *argv: str) -> tuple[int, str, str]:

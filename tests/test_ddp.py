@@ -7,28 +7,19 @@ import json
 import os
 import subprocess
 import sys
-from pathlib import Path
 
 import pytest
 import torch
 import torch.distributed as dist
 import torch.multiprocessing as mp
+from common import SMOKE, tiny
 from torch import nn
 
 from ammix.engine import read_metrics, train_step, wrap_ddp
 from ammix.mixing import build_mixer
 from ammix.models import StagedModel
 
-ROOT = Path(__file__).resolve().parents[1]
-SMOKE = ROOT / "configs" / "smoke.yaml"
-TINY = [
-    "data.samples_per_class=16",
-    "data.test_samples_per_class=8",
-    "data.image_size=8",
-    "data.batch_size=16",
-    "model.width=4",
-    "train.epochs=2",
-]
+TINY = tiny(2)
 NUM_CLASSES, BATCH, STEPS = 3, 8, 3
 
 

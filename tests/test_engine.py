@@ -13,22 +13,14 @@ from pathlib import Path
 
 import pytest
 import torch
+from common import SMOKE, tiny
 
 from ammix.cli import main
 from ammix.engine import CheckpointError, TrainingDiverged, load_checkpoint, load_config, read_metrics, train
 from ammix.engine.config import ScheduleConfig
 from ammix.engine.schedule import lr_factor
 
-ROOT = Path(__file__).resolve().parents[1]
-SMOKE = ROOT / "configs" / "smoke.yaml"
-TINY = [
-    "data.samples_per_class=16",
-    "data.test_samples_per_class=8",
-    "data.image_size=8",
-    "data.batch_size=16",
-    "model.width=4",
-    "train.epochs=3",
-]
+TINY = tiny(3)
 TIMING_KEYS = {"epoch_time", "images_per_s"}
 
 

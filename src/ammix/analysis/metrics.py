@@ -39,7 +39,6 @@ __all__ = [
     "per_class_accuracy",
     "balanced_accuracy",
     "group_accuracy",
-    "many_medium_few_groups",
     "collapse_report",
     "REPORT_KEYS",
 ]
@@ -442,7 +441,7 @@ def balanced_accuracy(
 
 
 def group_accuracy(per_class_acc: torch.Tensor, groups: Mapping[str, Sequence[int]]) -> dict[str, float]:
-    """Mean accuracy of groups of classes (e.g. many / medium / few shot). Takes a per-class accuracy
+    """Mean accuracy of groups of classes (e.g. ``ammix.data.shot_groups``). Takes a per-class accuracy
     vector (from :func:`per_class_accuracy`) and ``{group name: class ids}``; returns
     ``{group name: mean accuracy}`` ignoring ``nan`` classes; an empty group gives ``nan``."""
     acc = torch.as_tensor(per_class_acc, dtype=torch.float64)
@@ -451,20 +450,6 @@ def group_accuracy(per_class_acc: torch.Tensor, groups: Mapping[str, Sequence[in
         ids = list(ids)
         out[name] = float(acc[ids].nanmean()) if ids else math.nan
     return out
-
-
-def many_medium_few_groups(
-    class_counts: Sequence[int] | torch.Tensor, many: int = 100, few: int = 20
-) -> dict[str, list[int]]:
-    """The usual long-tailed split of classes by training-set size (Liu et al. 2019, OLTR): ``many``
-    (more than 100 images), ``medium`` (20 to 100) and ``few`` (fewer than 20). Takes the per-class
-    training counts; returns ``{"many": ids, "medium": ids, "few": ids}`` for :func:`group_accuracy`."""
-    counts = [int(c) for c in torch.as_tensor(class_counts).tolist()]
-    return {
-        "many": [c for c, n in enumerate(counts) if n > many],
-        "medium": [c for c, n in enumerate(counts) if few <= n <= many],
-        "few": [c for c, n in enumerate(counts) if n < few],
-    }
 
 
 # --------------------------------------------------------------------------------------------------
