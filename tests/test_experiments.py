@@ -5,10 +5,14 @@ from pathlib import Path
 
 import pytest
 import yaml
+from common import tiny
 
 from ammix.cli import main
+from ammix.engine import load_config, train
+from ammix.experiments.analyze import analyze_run
 from ammix.experiments.sweep import SweepError, load_sweep, override_args, plan_runs, with_method_section
 from ammix.experiments.toy import run_toy
+from ammix.mixing import MIXERS
 
 SMOKE = Path(__file__).resolve().parents[1] / "configs" / "smoke.yaml"
 TINY = ["train.epochs=1", "data.samples_per_class=16", "data.test_samples_per_class=8"]
@@ -105,3 +109,14 @@ def test_demo_quick_runs_offline(tmp_path, capsys):
     out = capsys.readouterr().out
     assert "| long-tailed | am_mixup |" in out
     assert (tmp_path / "long-tailed.png").is_file() and (tmp_path / "balanced.pdf").is_file()
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("method", list(MIXERS))
+def test_long_tailed_protocol_with_every_method(tmp_path, method):
+    config = load_config(SMOKE, tiny(2) + ["data.imbalance_factor=4", f"mixing={{method: {method}}}"])
+    summary = train(config, tmp_path)
+    assert set(summary["last"]["group_acc"]) == {"many", "medium", "few"}
+    report = analyze_run(tmp_path)
+    expected = {"alignment", "uniformity", "neighbour_uniformity", "feature_norm", "margin_ratio", "ece"}
+    assert expected <= set(report)
