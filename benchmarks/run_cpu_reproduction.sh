@@ -8,8 +8,8 @@ lt=configs/sweeps/lt-cifar10-jpeg-cpu.yaml
 ablation=configs/sweeps/ablation-lt-cpu.yaml
 ammix sweep $lt --runs-dir runs --seeds 0
 ammix sweep $ablation --runs-dir runs --only control-drop-lam1 clean-1 --seeds 0
-ammix sweep $lt --runs-dir runs
-ammix sweep $ablation --runs-dir runs --only control-drop-lam1 clean-1
 ammix toy configs/toy-mini-cifar-cpu.yaml train.epochs=6 schedule.warmup_epochs=1 train.progress=off \
   --out runs/toy-mini-cifar-jpeg-cpu
+ammix sweep $lt --runs-dir runs
+ammix sweep $ablation --runs-dir runs --only control-drop-lam1 clean-1
 ammix sweep $ablation --runs-dir runs
