@@ -19,7 +19,8 @@ from pathlib import Path
 
 import torch
 
-from ammix.mixing import MIXERS, build_mixer, mixed_forward, soft_cross_entropy
+from ammix.engine import train_step
+from ammix.mixing import MIXERS, build_mixer
 from ammix.models import build_model
 
 
@@ -29,17 +30,13 @@ def synchronize(device: torch.device) -> None:
 
 
 def time_steps(model, optimizer, mixer, x, y, steps: int, device: torch.device) -> list[float]:
-    """Seconds per training step, `steps` times."""
+    """Seconds per training step (the engine's `train_step`), `steps` times."""
+    amp = torch.autocast(device.type, dtype=torch.bfloat16, enabled=device.type == "cuda")
     times = []
     for i in range(steps):
         synchronize(device)
         start = time.perf_counter()
-        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=device.type == "cuda"):
-            out = mixed_forward(model, x, y, mixer, epoch=5.0 + i / steps)
-            loss = soft_cross_entropy(out.logits, out.targets)
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        optimizer.step()
+        train_step(model, mixer, optimizer, x, y, epoch=5.0 + i / steps, num_classes=10, amp_ctx=amp)
         synchronize(device)
         times.append(time.perf_counter() - start)
     return times

@@ -175,6 +175,16 @@ def load_data(cfg: Config) -> tuple[D.ImageDataset, D.ImageDataset]:
     return train_set, test_set
 
 
+def make_model(cfg: Config, train_set: D.ImageDataset) -> nn.Module:
+    """The config's backbone for ``train_set``'s classes and channels (a bad option is a ``ConfigError``)."""
+    try:
+        return build_model(
+            cfg.model.name, train_set.num_classes, in_channels=train_set.image_shape[0], **cfg.model.options
+        )
+    except (ValueError, TypeError) as exc:
+        raise component_error("model", "name", cfg.model.name, cfg.model.options, exc) from None
+
+
 def make_optimizer(cfg: Config, params: list[nn.Parameter]) -> torch.optim.Optimizer:
     o = cfg.optim
     if o.name == "adamw":
@@ -323,12 +333,7 @@ def _train(cfg, run_dir, resume, fresh, info, device, amp_dtype, command) -> dic
 
     # Model: same initial weights on every rank; optional transfer of the backbone, optional linear probe.
     torch.manual_seed(cfg.seed)
-    try:
-        model = build_model(
-            cfg.model.name, num_classes, in_channels=train_set.image_shape[0], **cfg.model.options
-        )
-    except (ValueError, TypeError) as exc:
-        raise component_error("model", "name", cfg.model.name, cfg.model.options, exc) from None
+    model = make_model(cfg, train_set)
     if cfg.model.init_from:
         load_backbone(model, cfg.model.init_from)
     if cfg.train.freeze_backbone:

@@ -12,8 +12,8 @@ from ammix.analysis import collapse_report
 from ammix.data import DeviceLoader, ImageDataset
 from ammix.engine import config_from_dict, load_checkpoint, saved_config
 from ammix.engine.checkpoint import resolve_checkpoint
-from ammix.engine.loop import load_data
-from ammix.models import StagedModel, build_model
+from ammix.engine.loop import load_data, make_model
+from ammix.models import StagedModel
 
 
 @dataclass
@@ -32,9 +32,7 @@ def load_trained(run_dir: str | Path) -> tuple[StagedModel, ImageDataset]:
     """The run's model with its last checkpoint's weights (on CPU, eval mode) and its test split."""
     cfg = config_from_dict(saved_config(run_dir))
     train_set, test_set = load_data(cfg)
-    model = build_model(
-        cfg.model.name, train_set.num_classes, in_channels=train_set.image_shape[0], **cfg.model.options
-    )
+    model = make_model(cfg, train_set)
     model.load_state_dict(load_checkpoint(resolve_checkpoint(run_dir))["model"])
     return model.eval(), test_set
 

@@ -33,7 +33,7 @@ from ammix.engine import apply_overrides, config_from_dict, train
 from ammix.engine.rundir import holds_run
 
 from .analyze import run_features
-from .sweep import with_method_section
+from .sweep import override_args, with_method_section
 
 TOY_KEYS = {"name", "config", "variants", "settings", "quick"}
 TABLE_METRICS = ("acc", "balanced_acc", "alignment", "uniformity", "neighbour_uniformity", "feature_norm",
@@ -69,7 +69,7 @@ def run_toy(spec: dict, out_dir: str | Path, overrides: list[str] | None = None,
             settings: list[str] | None = None, variants: list[str] | None = None) -> list[dict]:
     """Train every (setting, variant) of `spec`, draw one figure per setting; returns the table rows."""
     out_dir = Path(out_dir)
-    extra = [f"{k}={_yaml(v)}" for k, v in (spec.get("quick") or {}).items()] if quick else []
+    extra = override_args(spec.get("quick") or {}) if quick else []
     extra += list(overrides or [])
     chosen_settings = _choose(spec["settings"], settings, "setting")
     chosen_variants = _choose(spec["variants"], variants, "variant")
@@ -78,7 +78,7 @@ def run_toy(spec: dict, out_dir: str | Path, overrides: list[str] | None = None,
     for setting, setting_overrides in chosen_settings.items():
         for variant, variant_overrides in chosen_variants.items():
             merged = with_method_section({**setting_overrides, **variant_overrides})
-            words = [f"{k}={_yaml(v)}" for k, v in merged.items()]
+            words = override_args(merged)
             data = apply_overrides(json.loads(json.dumps(spec["config"])), words + extra)
             configs[setting, variant] = config_from_dict(data).to_dict()
     rows = []
@@ -127,10 +127,6 @@ def _choose(options: dict, names: list[str] | None, what: str) -> dict:
     if unknown:
         raise ToyError(f"unknown {what}(s) {', '.join(unknown)}; known: {', '.join(options)}")
     return {n: options[n] for n in names}
-
-
-def _yaml(value) -> str:
-    return yaml.safe_dump(value, default_flow_style=True).strip().removesuffix("...").strip()
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
