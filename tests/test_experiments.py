@@ -79,9 +79,12 @@ def test_coarse_to_fine_sweep_then_report(tmp_path, capsys):
             assert (folder / "summary.json").is_file() and (folder / "analysis.json").is_file()
     pretrain = json.loads((runs / "s" / "am" / "seed0" / "pretrain" / "analysis.json").read_text())
     assert "fine_alignment" in pretrain  # coarse training, measured against the fine classes too
-    # A second call finds everything finished and runs nothing.
+    # A second call finds everything finished and runs nothing, but analyses a finished run that a
+    # stopped sweep left without its analysis.
+    (runs / "s" / "ce" / "seed0" / "probe" / "analysis.json").unlink()
     assert main(["sweep", str(spec), "--runs-dir", str(runs)]) == 0
     assert "6 finished, 0 to run" in capsys.readouterr().out
+    assert (runs / "s" / "ce" / "seed0" / "probe" / "analysis.json").is_file()
     assert main(["report", str(runs)]) == 0
     report = (runs / "report" / "report.md").read_text()
     assert "s / probe" in report and "s / finetune" in report

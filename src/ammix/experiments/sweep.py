@@ -176,6 +176,12 @@ def run_sweep(sweep: Sweep, runs_dir: Path, jobs: int = 1, gpus: list[str] | Non
     todo = [run for run in runs if not is_finished(run.run_dir)]
     print(f"sweep {sweep.name}: {len(runs)} runs, {len(runs) - len(todo)} finished, {len(todo)} to run "
           f"({jobs} at a time) under {runs_dir / sweep.name}", flush=True)
+    # A sweep stopped between a run's end and its analysis left a finished run without metrics.
+    unanalysed = [run for run in runs if is_finished(run.run_dir) and (run.run_dir / "last.pt").is_file()
+                  and not (run.run_dir / "analysis.json").is_file()]
+    for run in unanalysed:
+        print(f"  {run.label}: finished earlier, analysing", flush=True)
+        analyze_run(run.run_dir)
     slots = list(gpus) if gpus else [None] * jobs
     free = list(range(len(slots)))
     failed: list[str] = []
