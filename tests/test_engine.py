@@ -3,6 +3,7 @@ transfer (init_from + frozen backbone), learning-rate schedules."""
 
 from __future__ import annotations
 
+import copy
 import json
 import os
 import signal
@@ -18,7 +19,10 @@ from common import SMOKE, tiny
 from ammix.cli import main
 from ammix.engine import CheckpointError, TrainingDiverged, load_checkpoint, load_config, read_metrics, train
 from ammix.engine.config import ScheduleConfig
+from ammix.engine.loop import compile_stages
 from ammix.engine.schedule import lr_factor
+from ammix.mixing import build_mixer, mixed_forward
+from ammix.models import build_model
 
 TINY = tiny(3)
 TIMING_KEYS = {"epoch_time", "images_per_s"}
@@ -285,3 +289,18 @@ def test_python_api_takes_a_dict(tmp_path):
 def test_reference_loader_runs(tmp_path):
     summary = train(tiny("data.loader=reference", "train.epochs=1"), tmp_path / "ref")
     assert summary["finished"]
+
+
+@pytest.mark.slow
+def test_compiled_stages_give_the_eager_output_with_the_mixer_between_them():
+    torch.manual_seed(0)
+    eager = build_model("small_cnn", 4, feature_dim=8)
+    compiled = copy.deepcopy(eager)
+    compile_stages(compiled)
+    x, y = torch.randn(6, 3, 16, 16), torch.tensor([0, 1, 2, 3, 0, 1])
+    def mixer():
+        return build_mixer("am_mixup", 4, generator=torch.Generator().manual_seed(0))
+
+    outputs = [mixed_forward(model, x, y, mixer(), 2.0) for model in (eager, compiled)]
+    torch.testing.assert_close(outputs[1].logits, outputs[0].logits, rtol=1e-4, atol=1e-5)
+    assert torch.equal(outputs[1].targets, outputs[0].targets)

@@ -185,6 +185,14 @@ def make_model(cfg: Config, train_set: D.ImageDataset) -> nn.Module:
         raise component_error("model", "name", cfg.model.name, cfg.model.options, exc) from None
 
 
+def compile_stages(model: nn.Module) -> None:
+    """``torch.compile`` each stage and the head of a ``StagedModel`` in place; the mixing hook between
+    stages stays eager, so every mixer works compiled."""
+    for stage in model.stages:
+        stage.compile()
+    model.head.compile()
+
+
 def make_optimizer(cfg: Config, params: list[nn.Parameter]) -> torch.optim.Optimizer:
     o = cfg.optim
     if o.name == "adamw":
@@ -441,9 +449,7 @@ def _train(cfg, run_dir, resume, fresh, info, device, amp_dtype, command) -> dic
 
     # Wrap for DDP and compile (optional) once the weights are final.
     if cfg.train.compile:
-        for stage in model.stages:
-            stage.compile()
-        model.head.compile()
+        compile_stages(model)
     ddp_model = wrap_ddp(model, device)
     writer = None
     if main and cfg.train.tensorboard:
