@@ -190,3 +190,13 @@ def test_resume_with_other_config_refused(capsys, tmp_path):
 def test_resume_and_fresh_exclude_each_other(capsys, tmp_path):
     code, _, err = run_cli(capsys, "train", SMOKE, "--run-dir", str(tmp_path / "r"), "--resume", "--fresh")
     assert code == 2 and "not allowed with" in err
+
+
+def test_output_into_a_closed_pipe_ends_quietly(tmp_path):
+    # `ammix sweep --dry-run | head`: the reader is gone before the 36 commands (> the 8 KiB buffer) are out.
+    sweep = SMOKE.replace("smoke.yaml", "sweeps/ablation-lt-cpu.yaml")
+    command = [sys.executable, "-m", "ammix", "sweep", sweep, "--runs-dir", str(tmp_path), "--dry-run"]
+    proc = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    proc.stdout.close()
+    err = proc.stderr.read().decode()
+    assert proc.wait() == 141 and "Traceback" not in err, err

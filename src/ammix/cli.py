@@ -158,6 +158,9 @@ def main(argv: list[str] | None = None) -> int:
         if _is_main_rank():
             print("ammix: interrupted; continue the run with --resume", file=sys.stderr)
         return 130
+    except BrokenPipeError:  # output piped into a reader that stopped early, e.g. `| head`
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 141
     except Exception as exc:
         code = _report(exc)
         if code is None:
