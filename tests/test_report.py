@@ -136,6 +136,11 @@ def test_report_files_tables_and_published(runs, tmp_path, capsys):
     assert table[("c2f", "probe", "mixup")]["last.acc.std"] == ""  # one run: blank std
     assert table[("c2f", "probe", "mixup")]["last.groups.few.mean"] == ""
 
+    with open(paths["runs_csv"], newline="") as f:
+        per_run = [r for r in csv.DictReader(f) if r["sweep"] == "lt" and r["variant"] == "ce"]
+    assert [r["seed"] for r in per_run] == ["0", "1", "2"]
+    assert [float(r["last.acc"]) for r in per_run] == pytest.approx([0.70, 0.72, 0.74], abs=1e-15)
+
     with open(paths["per_class_csv"], newline="") as f:
         per_class = [r for r in csv.DictReader(f) if r["sweep"] == "lt" and r["variant"] == "ce"]
     assert [float(r["mean"]) for r in per_class] == pytest.approx([0.8, 0.6], abs=1e-12)

@@ -16,9 +16,10 @@ a stage folder in one, without ``summary.json``) are left out, counted and liste
   **sample** standard deviation (``ddof=1``) over the runs that have it; with one run the std is
   ``0.0`` in the rows, blank in the CSV and not shown in the Markdown (it cannot be estimated).
   Lists are averaged elementwise (a group whose runs' lists differ in length gets no value).
-- :func:`report` writes ``report.md``, ``report.csv``, ``per_class.csv`` (when there are per-class
-  lists) and, per sweep and stage, a grouped bar chart of the mean per-class accuracy of each variant
-  (std error bars) as PNG and PDF under ``figures/``; it prints the Markdown.
+- :func:`report` writes ``report.md``, ``report.csv``, ``runs.csv`` (every finished run's own values,
+  one line each), ``per_class.csv`` (when there are per-class lists) and, per sweep and stage, a
+  grouped bar chart of the mean per-class accuracy of each variant (std error bars) as PNG and PDF
+  under ``figures/``; it prints the Markdown.
 
 Units. The CSVs hold the values as stored (full precision, no scaling). The Markdown and the figures
 show accuracies in percent with 2 decimals: a metric is an accuracy when a part of its dotted name
@@ -566,6 +567,22 @@ def write_csv(rows: Sequence[dict], metrics: Sequence[str], path: str | os.PathL
     return path
 
 
+def write_runs_csv(records: Sequence[dict], metrics: Sequence[str], path: str | os.PathLike) -> Path:
+    """One line per finished run: ``sweep``, ``stage``, ``variant``, ``seed``, then each metric's value as
+    stored (blank where the run lacks it); the numbers behind every mean ± std of ``report.csv``."""
+    path = Path(path)
+    order = sorted(records, key=lambda r: (r["sweep"], _stage_key(r["stage"]), r["variant"],
+                                           -1 if r["seed"] is None else r["seed"]))
+    with open(path, "w", newline="", encoding="utf-8") as f:
+        writer = csv.writer(f)
+        writer.writerow(["sweep", "stage", "variant", "seed", *metrics])
+        for r in order:
+            values = [r["metrics"].get(m) for m in metrics]
+            writer.writerow([r["sweep"], r["stage"], r["variant"], "" if r["seed"] is None else r["seed"],
+                             *("" if v is None else repr(float(v)) for v in values)])
+    return path
+
+
 def _per_class_key(rows: Sequence[dict]) -> str | None:
     keys = {k for r in rows for k, v in r["mean"].items() if isinstance(v, list)}
     for key in PER_CLASS_KEYS:
@@ -653,10 +670,11 @@ def write_figures(rows: Sequence[dict], out_dir: str | os.PathLike,
 def report(runs_dir: str | os.PathLike, out_dir: str | os.PathLike | None = None,
            metrics: Sequence[str] | None = None, *, echo: bool = True) -> dict[str, Any]:
     """Aggregate the finished runs under ``runs_dir`` and write ``report.md``, ``report.csv``,
-    ``per_class.csv`` (when there are per-class lists) and the figures (``figures/``) into ``out_dir``
-    (default ``runs_dir/report``); print the Markdown when ``echo``.
+    ``runs.csv``, ``per_class.csv`` (when there are per-class lists) and the figures (``figures/``)
+    into ``out_dir`` (default ``runs_dir/report``); print the Markdown when ``echo``.
 
-    Returns ``{"markdown": Path, "csv": Path, "per_class_csv": Path | None, "figures": [Path, ...]}``.
+    Returns ``{"markdown": Path, "csv": Path, "runs_csv": Path, "per_class_csv": Path | None,
+    "figures": [Path, ...]}``.
     ``ReportError`` when ``runs_dir`` is missing or holds no finished run.
     """
     runs_dir = Path(runs_dir)
@@ -685,11 +703,13 @@ def report(runs_dir: str | os.PathLike, out_dir: str | os.PathLike | None = None
         {k: [p.relative_to(out_dir).as_posix() for p in v if p.suffix == ".png"] for k, v in figures.items()})
     md_path = out_dir / "report.md"
     md_path.write_text(markdown, encoding="utf-8")
-    csv_path = write_csv(rows, [m for m in columns if m not in list_keys], out_dir / "report.csv", references)
+    scalar_columns = [m for m in columns if m not in list_keys]
+    csv_path = write_csv(rows, scalar_columns, out_dir / "report.csv", references)
+    runs_csv = write_runs_csv(records, scalar_columns, out_dir / "runs.csv")
     per_class = _write_per_class_csv(rows, out_dir / "per_class.csv")
     if echo:
         print(markdown, end="")
-    return {"markdown": md_path, "csv": csv_path, "per_class_csv": per_class,
+    return {"markdown": md_path, "csv": csv_path, "runs_csv": runs_csv, "per_class_csv": per_class,
             "figures": [p for paths in figures.values() for p in paths]}
 
 
@@ -712,6 +732,6 @@ def run(args: argparse.Namespace) -> int:
     except ReportError as err:
         print(f"ammix report: {err}", file=sys.stderr)
         return 2
-    print(f"wrote {paths['markdown']}, {paths['csv']}"
+    print(f"wrote {paths['markdown']}, {paths['csv']}, {paths['runs_csv']}"
           + (f" and {len(paths['figures'])} figure file(s)" if paths["figures"] else ""), file=sys.stderr)
     return 0
