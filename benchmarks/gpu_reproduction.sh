@@ -2,10 +2,13 @@
 # The CPU-scale grids that do not fit the 2-core machine, run with the same sweep files on one CUDA GPU
 # (several runs at a time share it), from the repository root:
 #   bash benchmarks/gpu_reproduction.sh DATA_ROOT OUT_DIR [SECONDS]
-# DATA_ROOT holds cifar10-jpeg.tar.gz. Stops the sweeps after SECONDS (default
-# 480; a sweep resumes where it stopped) and packs the small files of every run (config, metrics,
-# summary, analysis, log; no checkpoints) into OUT_DIR/runs.tar.gz, the sweep logs into OUT_DIR/logs.tar.gz.
-# Runs already under runs-gpu/ (finished ones need only their summary.json) are skipped.
+# DATA_ROOT holds cifar10-jpeg.tar.gz. Stops the sweeps after SECONDS (default 480; a sweep resumes
+# where it stopped) and packs the small files of every run (config, metrics, summary, analysis, log;
+# no checkpoints) into OUT_DIR/runs.tar.gz, the sweep logs into OUT_DIR/logs.tar.gz. Runs already under
+# runs-gpu/ (finished ones need only their summary.json) are skipped.
+# docs/results.md: two calls on one H200, `gpu_reproduction.sh gpudata OUT 440`, then with the first
+# call's runs-gpu/ carried back (less its coarse-to-fine runs, made with an earlier ResNet-32 config)
+# `... 250`; the reports were made from the unpacked runs.
 set -u
 root=${1:?usage: gpu_reproduction.sh DATA_ROOT OUT_DIR [SECONDS]}
 out=${2:?usage: gpu_reproduction.sh DATA_ROOT OUT_DIR [SECONDS]}
