@@ -12,3 +12,6 @@ ammix toy configs/toy-mini-cifar-cpu.yaml train.epochs=6 schedule.warmup_epochs=
   --out runs/toy-mini-cifar-jpeg-cpu
 ammix sweep $lt --runs-dir runs
 ammix sweep configs/sweeps/c2f-fashion-mnist-cpu.yaml --runs-dir runs --set train.progress=off
+for n in fashion-mnist cifar10-jpeg; do
+  ammix sweep configs/sweeps/c2f-$n-cpu-scratch.yaml --runs-dir runs --set train.progress=off
+done
