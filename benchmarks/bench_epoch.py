@@ -20,7 +20,7 @@ from pathlib import Path
 
 import torch
 
-from ammix.engine import load_config, train
+from ammix.engine import load_config, read_metrics, train
 
 CONFIG = Path(__file__).resolve().parents[1] / "configs" / "lt-cifar10-cpu.yaml"
 PATHS = {"device": {"data.loader": "device"},
@@ -35,8 +35,7 @@ def epoch_seconds(overrides: dict, data_root: str, device: str) -> float:
         "schedule.warmup_epochs": 0, "train.progress": "off"}.items()])
     with tempfile.TemporaryDirectory() as run_dir:
         train(cfg, run_dir)
-        record = json.loads(Path(run_dir, "metrics.jsonl").read_text().splitlines()[0])
-    return record["epoch_time"]
+        return read_metrics(Path(run_dir))[0]["epoch_time"]
 
 
 def main() -> None:
