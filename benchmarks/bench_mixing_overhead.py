@@ -29,9 +29,12 @@ def synchronize(device: torch.device) -> None:
         torch.cuda.synchronize()
 
 
-def time_steps(model, optimizer, mixer, x, y, steps: int, device: torch.device) -> list[float]:
-    """Seconds per training step (the engine's `train_step`), `steps` times."""
-    amp = torch.autocast(device.type, dtype=torch.bfloat16, enabled=device.type == "cuda")
+def time_steps(model, optimizer, mixer, x, y, steps: int, device: torch.device, bf16: bool | None = None
+               ) -> list[float]:
+    """Seconds per training step (the engine's `train_step`), `steps` times; bf16 autocast when `bf16`
+    (default: on CUDA only)."""
+    bf16 = device.type == "cuda" if bf16 is None else bf16
+    amp = torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16)
     times = []
     for i in range(steps):
         synchronize(device)
