@@ -21,12 +21,12 @@ a stage folder in one, without ``summary.json``) are left out, counted and liste
   grouped bar chart of the mean per-class accuracy of each variant (std error bars) as PNG and PDF
   under ``figures/``; it prints the Markdown.
 
-Units. The CSVs hold the values as stored (full precision, no scaling). The Markdown and the figures
-show accuracies in percent with 2 decimals: a metric is an accuracy when a part of its dotted name
-contains ``acc`` or is ``many``/``medium``/``few``/``top1``/``top5``; such a metric is multiplied by 100
-when *every* value of it in *every* run lies in [0, 1] (the whole column is scaled or none of it, the
-same in every table), and shown as stored otherwise (already in percent). Other metrics are shown as
-stored, with one number of decimals per column chosen from the column's largest magnitude.
+Units. A metric is an accuracy when a part of its dotted name contains ``acc`` or is
+``many``/``medium``/``few``/``top1``/``top5``. Every accuracy is in percent in the records, the tables,
+the CSVs and the figures: the unit is decided by the file a value comes from (:data:`ACCURACY_SCALE`),
+never by the values: ``summary.json`` stores percent (kept), ``analysis.json`` fractions (× 100 when
+read). The Markdown shows accuracies with 2 decimals, other metrics as stored with one number of
+decimals per column chosen from the column's largest magnitude; the CSVs keep full precision.
 
 Columns. By default the first present name of each entry of :data:`PREFERRED_METRICS` (a metric shown
 when some run has it, with fallback names); when none is present, every scalar metric. ``metrics=``
@@ -105,6 +105,10 @@ STAGE_ORDER = ("", "pretrain", "probe", "finetune")
 _SEED_DIR = re.compile(r"^seed[_-]?(\d+)$")
 _ACC_PARTS = {"many", "medium", "few", "top1", "top5"}
 
+#: How each file stores its accuracies, as the factor that makes them percent: ``summary.json`` in percent
+#: (``ammix.engine.evaluate``), ``analysis.json`` as fractions (``ammix.analysis.collapse_report``).
+ACCURACY_SCALE = {"summary.json": 1, "analysis.json": 100}
+
 
 class ReportError(ValueError):
     """A missing or empty runs folder, or a malformed references file (one line, no traceback)."""
@@ -113,17 +117,25 @@ class ReportError(ValueError):
 # ----------------------------------------------------------------------------------------- collection
 
 
-def _flatten(obj: Any, prefix: str, out: dict[str, Any]) -> None:
+def _is_accuracy(key: str) -> bool:
+    return any("acc" in part or part in _ACC_PARTS for part in key.lower().split("."))
+
+
+def _flatten(obj: Any, prefix: str, out: dict[str, Any], accuracy_scale: int = 1) -> None:
+    """The numeric leaves of ``obj`` into ``out`` under dotted keys, accuracies multiplied by
+    ``accuracy_scale`` (the factor that makes the source file's accuracies percent)."""
     if isinstance(obj, dict):
         for key, value in obj.items():
-            _flatten(value, f"{prefix}.{key}" if prefix else str(key), out)
-    elif isinstance(obj, bool) or not prefix:
+            _flatten(value, f"{prefix}.{key}" if prefix else str(key), out, accuracy_scale)
         return
-    elif isinstance(obj, (int, float)):
-        out[prefix] = obj
+    if isinstance(obj, bool) or not prefix:
+        return
+    scale = accuracy_scale if _is_accuracy(prefix) else 1
+    if isinstance(obj, (int, float)):
+        out[prefix] = obj * scale
     elif isinstance(obj, list) and obj:
         if all(x is None or (isinstance(x, (int, float)) and not isinstance(x, bool)) for x in obj):
-            out[prefix] = [math.nan if x is None else float(x) for x in obj]
+            out[prefix] = [math.nan if x is None else float(x) * scale for x in obj]
 
 
 def _read_json(path: Path) -> dict:
@@ -196,10 +208,11 @@ def scan_runs(runs_dir: str | os.PathLike,
             unfinished.append(str(here))
             continue
         metrics: dict[str, Any] = {}
-        _flatten(summary, "", metrics)
+        _flatten(summary, "", metrics, ACCURACY_SCALE["summary.json"])
         if "analysis.json" in files:
             try:
-                _flatten(_read_json(here / "analysis.json"), "analysis", metrics)
+                analysis = _read_json(here / "analysis.json")
+                _flatten(analysis, "analysis", metrics, ACCURACY_SCALE["analysis.json"])
             except (OSError, ValueError):
                 pass  # the run's accuracies still count; its analysis columns stay empty
         config = _read_config(here / "config.yaml")
@@ -212,8 +225,8 @@ def scan_runs(runs_dir: str | os.PathLike,
 def collect_runs(runs_dir: str | os.PathLike) -> list[dict]:
     """One record per finished run under ``runs_dir`` (see the module docstring): a dict with
     ``sweep``, ``variant``, ``stage``, ``seed``, ``path``, ``config`` and ``metrics`` (dotted key ->
-    number, or list of floats for per-class values). Unfinished runs are left out (:func:`scan_runs`
-    lists them). ``ReportError`` when ``runs_dir`` is not a folder."""
+    number, or list of floats for per-class values; accuracies in percent). Unfinished runs are left
+    out (:func:`scan_runs` lists them). ``ReportError`` when ``runs_dir`` is not a folder."""
     return scan_runs(runs_dir)[0]
 
 
@@ -327,25 +340,6 @@ def select_metrics(records: Sequence[dict],
     return chosen, missing
 
 
-def _is_accuracy(key: str) -> bool:
-    return any("acc" in part or part in _ACC_PARTS for part in key.lower().split("."))
-
-
-def _percent_keys(records: Sequence[dict]) -> set[str]:
-    """Accuracy metrics stored as fractions: every finite value of every run in [0, 1]."""
-    values: dict[str, list[float]] = {}
-    for rec in records:
-        for key, value in rec["metrics"].items():
-            if _is_accuracy(key):
-                values.setdefault(key, []).extend(value if isinstance(value, list) else [float(value)])
-    out = set()
-    for key, vals in values.items():
-        finite = [v for v in vals if math.isfinite(v)]
-        if finite and all(0.0 <= v <= 1.0 for v in finite):
-            out.add(key)
-    return out
-
-
 # -------------------------------------------------------------------------------------- references
 
 
@@ -432,17 +426,16 @@ def _sections(rows: Sequence[dict]) -> list[tuple[tuple[str, str], list[dict]]]:
     return list(out.items())
 
 
-def format_markdown(rows: Sequence[dict], metrics: Sequence[str], percent: set[str] | frozenset = frozenset(),
-                    references: Sequence[dict] = (), notes: Sequence[str] = (),
-                    figures: dict | None = None) -> str:
+def format_markdown(rows: Sequence[dict], metrics: Sequence[str], references: Sequence[dict] = (),
+                    notes: Sequence[str] = (), figures: dict | None = None) -> str:
     """The Markdown report: one table per (sweep, stage) of ``rows`` (from :func:`aggregate`), columns
-    ``metrics`` (those some row of the table has), ``mean ± std`` over seeds; metrics in ``percent``
-    are multiplied by 100 and shown with 2 decimals. ``references``: matched by :func:`match_reference`
+    ``metrics`` (those some row of the table has), ``mean ± std`` over seeds; accuracies (percent)
+    with 2 decimals. ``references``: matched by :func:`match_reference`
     into a ``published`` column. ``notes``: lines added at the end; ``figures``: (sweep, stage) -> list
     of image paths relative to the report."""
     lines = ["# Results", "",
              "Mean ± sample std (ddof=1) over seeds; n = runs (seeds) per row, the std is not shown when "
-             "n = 1; [k/n]: the metric exists in k of the n runs. Accuracies (%) are fractions × 100.", ""]
+             "n = 1; [k/n]: the metric exists in k of the n runs. Accuracies are in percent (%).", ""]
     for (sweep, stage), section in _sections(rows):
         lines += [f"## {sweep}" + (f" / {stage}" if stage else ""), ""]
         shown = [m for m in metrics if any(m in r["mean"] and not isinstance(r["mean"][m], list)
@@ -456,14 +449,14 @@ def format_markdown(rows: Sequence[dict], metrics: Sequence[str], percent: set[s
         top1 = next((k for k in TOP1_KEYS if k in shown), None)
         header = ["variant"] + [label for _, label in varying] + ["n"]
         for m in shown:
-            header.append(f"{m} (%)" if m in percent else m)
+            header.append(f"{m} (%)" if _is_accuracy(m) else m)
             if published and m == top1:
                 header.append("published (%)")
         if published and top1 is None:
             header.append("published (%)")
         align = ["---"] * (1 + len(varying)) + ["--:"] * (len(header) - len(varying) - 1)
         lines += ["| " + " | ".join(_md(h) for h in header) + " |", "|" + "|".join(align) + "|"]
-        decimals = {m: 2 if m in percent or _is_accuracy(m)
+        decimals = {m: 2 if _is_accuracy(m)
                     else _decimals(r["mean"][m] for r in section if m in r["mean"]) for m in shown}
         used_refs: list[dict] = []
         other_backbone = False
@@ -480,7 +473,7 @@ def format_markdown(rows: Sequence[dict], metrics: Sequence[str], percent: set[s
                     marks.append(f"{float(ref['value']):.2f}{dagger}")
                 pub = "; ".join(marks)
             for m in shown:
-                cells.append(_cell(row, m, 100.0 if m in percent else 1.0, decimals[m]))
+                cells.append(_cell(row, m, decimals[m]))
                 if published and m == top1:
                     cells.append(pub)
             if published and top1 is None:
@@ -514,10 +507,10 @@ def format_markdown(rows: Sequence[dict], metrics: Sequence[str], percent: set[s
     return "\n".join(lines).rstrip() + "\n"
 
 
-def _cell(row: dict, metric: str, scale: float, decimals: int) -> str:
+def _cell(row: dict, metric: str, decimals: int) -> str:
     if metric not in row["mean"]:
         return "–"
-    mean, std, count = row["mean"][metric] * scale, row["std"][metric] * scale, row["count"][metric]
+    mean, std, count = row["mean"][metric], row["std"][metric], row["count"][metric]
     if not math.isfinite(mean):
         text = "nan"
     elif count >= 2:
@@ -539,8 +532,8 @@ def _num(value: float, count: int, is_std: bool = False) -> str:
 def write_csv(rows: Sequence[dict], metrics: Sequence[str], path: str | os.PathLike,
               references: Sequence[dict] = ()) -> Path:
     """One line per group: the keys, the context, ``n``, ``seeds`` (space-separated), then per metric
-    ``<metric>.mean`` and ``<metric>.std`` as stored (full precision; the std blank below 2 runs), and
-    ``published`` / ``published_source`` (percent, as in the paper)."""
+    ``<metric>.mean`` and ``<metric>.std`` (accuracies in percent, full precision; the std blank below
+    2 runs), and ``published`` / ``published_source`` (percent, as in the paper)."""
     path = Path(path)
     context = ["dataset", "imbalance_factor", "profile", "labels", "method", "model"]
     header = ["sweep", "stage", "variant", *context, "n", "seeds"]
@@ -569,7 +562,8 @@ def write_csv(rows: Sequence[dict], metrics: Sequence[str], path: str | os.PathL
 
 def write_runs_csv(records: Sequence[dict], metrics: Sequence[str], path: str | os.PathLike) -> Path:
     """One line per finished run: ``sweep``, ``stage``, ``variant``, ``seed``, then each metric's value as
-    stored (blank where the run lacks it); the numbers behind every mean ± std of ``report.csv``."""
+    read (accuracies in percent; blank where the run lacks it); the numbers behind every mean ± std of
+    ``report.csv``."""
     path = Path(path)
     order = sorted(records, key=lambda r: (r["sweep"], _stage_key(r["stage"]), r["variant"],
                                            -1 if r["seed"] is None else r["seed"]))
@@ -615,8 +609,7 @@ def _slug(text: str) -> str:
     return re.sub(r"[^A-Za-z0-9._-]+", "_", text).strip("_") or "runs"
 
 
-def write_figures(rows: Sequence[dict], out_dir: str | os.PathLike,
-                  percent: set[str] | frozenset = frozenset()) -> dict[tuple[str, str], list[Path]]:
+def write_figures(rows: Sequence[dict], out_dir: str | os.PathLike) -> dict[tuple[str, str], list[Path]]:
     """Per (sweep, stage) with per-class lists: a grouped bar chart of the mean per-class accuracy of
     each variant, std error bars (from 2 runs on), as ``per_class_<sweep>[_<stage>].png`` and ``.pdf``
     in ``out_dir``. Returns (sweep, stage) -> [png, pdf]."""
@@ -630,7 +623,6 @@ def write_figures(rows: Sequence[dict], out_dir: str | os.PathLike,
         if key is None:
             continue
         drawn = [r for r in section if isinstance(r["mean"].get(key), list)]
-        scale = 100.0 if key in percent else 1.0
         num_classes = max(len(r["mean"][key]) for r in drawn)
         x = np.arange(num_classes)
         width = 0.8 / len(drawn)
@@ -641,9 +633,9 @@ def write_figures(rows: Sequence[dict], out_dir: str | os.PathLike,
         for j, row in enumerate(drawn):
             mean = np.full(num_classes, np.nan)
             std = np.zeros(num_classes)
-            values = np.asarray(row["mean"][key], dtype=float) * scale
+            values = np.asarray(row["mean"][key], dtype=float)
             mean[: len(values)] = values
-            std[: len(values)] = np.asarray(row["std"][key], dtype=float) * scale
+            std[: len(values)] = np.asarray(row["std"][key], dtype=float)
             errors = std if row["count"][key] >= 2 else None
             ax.bar(x + (j - (len(drawn) - 1) / 2) * width, mean, width, yerr=errors, capsize=1.5,
                    label=f"{row['variant']} (n={row['count'][key]})", error_kw={"linewidth": 0.6})
@@ -651,7 +643,7 @@ def write_figures(rows: Sequence[dict], out_dir: str | os.PathLike,
         ax.set_xticks(x[::step])
         ax.set_xlim(-0.5, num_classes - 0.5)
         ax.set_xlabel("class")
-        ax.set_ylabel(f"{key} (%)" if scale != 1.0 else key)
+        ax.set_ylabel(f"{key} (%)" if _is_accuracy(key) else key)
         ax.set_title(f"{sweep}" + (f" / {stage}" if stage else "") + ": per-class mean over seeds ± std")
         ax.legend(fontsize="small", ncols=min(len(drawn), 4))
         ax.grid(axis="y", alpha=0.3)
@@ -686,11 +678,10 @@ def report(runs_dir: str | os.PathLike, out_dir: str | os.PathLike | None = None
     columns, missing = select_metrics(records, metrics)
     list_keys = sorted({k for r in records for k, v in r["metrics"].items() if isinstance(v, list)})
     rows = aggregate(records, columns + [k for k in list_keys if k not in columns])
-    percent = _percent_keys(records)
     references = load_references()
 
     out_dir.mkdir(parents=True, exist_ok=True)
-    figures = write_figures(rows, out_dir / "figures", percent)
+    figures = write_figures(rows, out_dir / "figures")
     notes = [f"{len(records)} finished run(s) from {runs_dir}."]
     if unfinished:
         shown = ", ".join(os.path.relpath(p, runs_dir) for p in unfinished[:20])
@@ -699,7 +690,7 @@ def report(runs_dir: str | os.PathLike, out_dir: str | os.PathLike | None = None
     if missing:
         notes.append(f"requested metric(s) found in no run: {', '.join(missing)}.")
     markdown = format_markdown(
-        rows, columns, percent, references, notes,
+        rows, columns, references, notes,
         {k: [p.relative_to(out_dir).as_posix() for p in v if p.suffix == ".png"] for k, v in figures.items()})
     md_path = out_dir / "report.md"
     md_path.write_text(markdown, encoding="utf-8")
