@@ -232,3 +232,39 @@ def test_cli_errors_and_success(runs, tmp_path, capsys):
     assert _cli([str(runs), "--out", str(tmp_path / "cli"), "--metrics", "last.acc"]) == 0
     captured = capsys.readouterr()
     assert "72.00 ± 2.00" in captured.out and (tmp_path / "cli" / "report.csv").is_file()
+
+
+def _record(sweep, variant, seed, metrics):
+    return {"sweep": sweep, "variant": variant, "stage": "", "seed": seed, "metrics": metrics}
+
+
+def test_paired_differences_match_seeds():
+    records = [_record("s", "ce", 0, {"a": 70.0, "u": 1.0}), _record("s", "ce", 1, {"a": 72.0}),
+               _record("s", "ce", 2, {"a": 74.0}), _record("s", "am", 0, {"a": 75.0, "u": 1.5}),
+               _record("s", "am", 1, {"a": 78.0}), _record("s", "am", 3, {"a": 90.0}),  # no ce seed 3
+               _record("t", "am", 0, {"a": 1.0})]  # a sweep without the baseline
+    assert rep.paired_differences(records, "ce", ["a", "u", "nope"]) == [
+        {"sweep": "s", "stage": "", "baseline": "ce", "variant": "am", "metric": "a",
+         "mean": 5.5, "std": 0.7071067811865476, "pairs": 2},
+        {"sweep": "s", "stage": "", "baseline": "ce", "variant": "am", "metric": "u",
+         "mean": 0.5, "std": 0.0, "pairs": 1},
+    ]
+    assert rep.paired_differences(records, "am", ["a"])[0]["mean"] == -5.5
+
+
+def test_report_paired_table_and_csv(runs, tmp_path, capsys):
+    paths = rep.report(runs, tmp_path / "o", ["last.acc", "wall_time_s"], baselines=["ce"], echo=False)
+    md = paths["markdown"].read_text()
+    lt = md.split("## lt: paired differences to ce")[1].split("## ")[0]
+    assert "| variant | pairs | last.acc (pp) | wall_time_s |" in lt
+    assert "| am_mixup | 3 | 6.00 ± 1.00 | 0.00 ± 0.00 |" in lt  # (75, 78, 81) - (70, 72, 74)
+    assert md.count("paired differences to ce") == 1  # jpeg holds only ce, c2f no ce: nothing to pair
+    with open(paths["paired_csv"], newline="") as f:
+        (acc, wall) = csv.DictReader(f)
+    assert (acc["sweep"], acc["variant"], acc["metric"], acc["pairs"]) == ("lt", "am_mixup", "last.acc", "3")
+    assert float(acc["mean"]) == 6.0 and float(acc["std"]) == 1.0 and float(wall["mean"]) == 0.0
+    assert _cli([str(runs), "--out", str(tmp_path / "cli"), "--baseline", "am_mixup"]) == 0
+    assert "## lt: paired differences to am_mixup" in capsys.readouterr().out
+    assert _cli([str(runs), "--baseline", "erm"]) == 2
+    err = capsys.readouterr().err
+    assert err == "ammix report: baseline variant(s) erm in no finished run; variants: am_mixup, ce, mixup\n"

@@ -16,8 +16,12 @@ a stage folder in one, without ``summary.json``) are left out, counted and liste
   **sample** standard deviation (``ddof=1``) over the runs that have it; with one run the std is
   ``0.0`` in the rows, blank in the CSV and not shown in the Markdown (it cannot be estimated).
   Lists are averaged elementwise (a group whose runs' lists differ in length gets no value).
+- :func:`paired_differences` (``--baseline VARIANT``): runs of different variants with the same seed
+  share the data order, so per (sweep, stage) each other variant is compared with the baseline seed by
+  seed: mean ± sample std of the differences over the seeds both have, and their number.
 - :func:`report` writes ``report.md``, ``report.csv``, ``runs.csv`` (every finished run's own values,
-  one line each), ``per_class.csv`` (when there are per-class lists) and, per sweep and stage, a
+  one line each), ``per_class.csv`` (when there are per-class lists), ``paired.csv`` (with
+  ``--baseline``) and, per sweep and stage, a
   grouped bar chart of the mean per-class accuracy of each variant (std error bars) as PNG and PDF
   under ``figures/``; it prints the Markdown.
 
@@ -308,6 +312,41 @@ def aggregate(records: Sequence[dict], metrics: Sequence[str] | None = None) -> 
     return rows
 
 
+def paired_differences(records: Sequence[dict], baseline: str, metrics: Sequence[str]) -> list[dict]:
+    """Seed-matched differences to the variant ``baseline``: runs with the same seed share the data order,
+    so the per-seed difference removes what the seed does to both.
+
+    Within each (sweep, stage) that has ``baseline``, for every other variant and every scalar metric of
+    ``metrics``: the differences ``variant - baseline`` over the seeds where both runs have the metric
+    (runs without a seed are left out). Returns one dict per (sweep, stage, variant, metric) with at least
+    one pair, sorted like :func:`aggregate`: ``sweep``, ``stage``, ``baseline``, ``variant``, ``metric``,
+    ``mean``, ``std`` (sample std, ddof=1; ``0.0`` for one pair) and ``pairs``.
+    """
+    by_seed: dict[tuple[str, str, str], dict[int, dict]] = {}
+    for rec in records:
+        if rec["seed"] is not None:
+            by_seed.setdefault((rec["sweep"], rec["stage"], rec["variant"]), {})[rec["seed"]] = rec["metrics"]
+    out = []
+    for (sweep, stage, variant), runs in sorted(by_seed.items(),
+                                                key=lambda kv: (kv[0][0], _stage_key(kv[0][1]), kv[0][2])):
+        base = by_seed.get((sweep, stage, baseline))
+        if base is None or variant == baseline:
+            continue
+        for metric in metrics:
+            diffs = [float(runs[seed][metric]) - float(base[seed][metric])
+                     for seed in sorted(set(runs) & set(base))
+                     if _is_scalar(runs[seed].get(metric)) and _is_scalar(base[seed].get(metric))]
+            if diffs:
+                mean, std = _mean_std(diffs)
+                out.append({"sweep": sweep, "stage": stage, "baseline": baseline, "variant": variant,
+                            "metric": metric, "mean": mean, "std": std, "pairs": len(diffs)})
+    return out
+
+
+def _is_scalar(value: Any) -> bool:
+    return isinstance(value, (int, float))
+
+
 # ----------------------------------------------------------------------------------- metric columns
 
 
@@ -427,12 +466,14 @@ def _sections(rows: Sequence[dict]) -> list[tuple[tuple[str, str], list[dict]]]:
 
 
 def format_markdown(rows: Sequence[dict], metrics: Sequence[str], references: Sequence[dict] = (),
-                    notes: Sequence[str] = (), figures: dict | None = None) -> str:
+                    notes: Sequence[str] = (), figures: dict | None = None,
+                    paired: Sequence[dict] = ()) -> str:
     """The Markdown report: one table per (sweep, stage) of ``rows`` (from :func:`aggregate`), columns
     ``metrics`` (those some row of the table has), ``mean ± std`` over seeds; accuracies (percent)
     with 2 decimals. ``references``: matched by :func:`match_reference`
     into a ``published`` column. ``notes``: lines added at the end; ``figures``: (sweep, stage) -> list
-    of image paths relative to the report."""
+    of image paths relative to the report; ``paired``: :func:`paired_differences` entries, tabled after
+    the results (:func:`format_paired_markdown`)."""
     lines = ["# Results", "",
              "Mean ± sample std (ddof=1) over seeds; n = runs (seeds) per row, the std is not shown when "
              "n = 1; [k/n]: the metric exists in k of the n runs. Accuracies are in percent (%).", ""]
@@ -502,6 +543,8 @@ def format_markdown(rows: Sequence[dict], metrics: Sequence[str], references: Se
             lines.append("")
         for fig in (figures or {}).get((sweep, stage), []):
             lines += [f"![per-class accuracy]({fig})", ""]
+    if paired:
+        lines.append(format_paired_markdown(paired, metrics))
     if notes:
         lines += ["## Notes", ""] + [f"- {note}" for note in notes] + [""]
     return "\n".join(lines).rstrip() + "\n"
@@ -510,14 +553,45 @@ def format_markdown(rows: Sequence[dict], metrics: Sequence[str], references: Se
 def _cell(row: dict, metric: str, decimals: int) -> str:
     if metric not in row["mean"]:
         return "–"
-    mean, std, count = row["mean"][metric], row["std"][metric], row["count"][metric]
+    return _mean_std_text(row["mean"][metric], row["std"][metric], row["count"][metric], row["n"], decimals)
+
+
+def _mean_std_text(mean: float, std: float, count: int, total: int, decimals: int) -> str:
+    """``mean ± std`` (the std from 2 values on), ``[count/total]`` when some of the total lack it."""
     if not math.isfinite(mean):
         text = "nan"
     elif count >= 2:
         text = f"{mean:.{decimals}f} ± {std:.{decimals}f}"
     else:
         text = f"{mean:.{decimals}f}"
-    return text + (f" [{count}/{row['n']}]" if count < row["n"] else "")
+    return text + (f" [{count}/{total}]" if count < total else "")
+
+
+def format_paired_markdown(paired: Sequence[dict], metrics: Sequence[str]) -> str:
+    """Markdown tables of :func:`paired_differences`, one per (sweep, stage, baseline): a row per variant,
+    ``pairs`` (the most pairs of any metric), a column per metric of ``metrics`` that has pairs."""
+    tables: dict[tuple[str, str, str], dict[str, dict[str, dict]]] = {}
+    for diff in paired:
+        table = tables.setdefault((diff["sweep"], diff["stage"], diff["baseline"]), {})
+        table.setdefault(diff["variant"], {})[diff["metric"]] = diff
+    lines = []
+    for (sweep, stage, baseline), variants in tables.items():
+        shown = [m for m in metrics if any(m in cells for cells in variants.values())]
+        header = ["variant", "pairs"] + [f"{m} (pp)" if _is_accuracy(m) else m for m in shown]
+        title = f"## {sweep}" + (f" / {stage}" if stage else "") + f": paired differences to {baseline}"
+        lines += [title, "",
+                  f"Variant − {baseline} on the same seed (same data order): mean ± sample std over the "
+                  "pairs; pairs = seeds both runs have; accuracies in percentage points (pp).", "",
+                  "| " + " | ".join(_md(h) for h in header) + " |", "|---|" + "--:|" * (len(header) - 1)]
+        decimals = {m: 2 if _is_accuracy(m) else _decimals(c[m]["mean"] for c in variants.values() if m in c)
+                    for m in shown}
+        for variant, cells in variants.items():
+            pairs = max(d["pairs"] for d in cells.values())
+            texts = [_mean_std_text(cells[m]["mean"], cells[m]["std"], cells[m]["pairs"], pairs, decimals[m])
+                     if m in cells else "–" for m in shown]
+            lines.append("| " + " | ".join(_md(c) for c in [variant, str(pairs), *texts]) + " |")
+        lines.append("")
+    return "\n".join(lines)
 
 
 # ----------------------------------------------------------------------------------------------- CSV
@@ -574,6 +648,18 @@ def write_runs_csv(records: Sequence[dict], metrics: Sequence[str], path: str | 
             values = [r["metrics"].get(m) for m in metrics]
             writer.writerow([r["sweep"], r["stage"], r["variant"], "" if r["seed"] is None else r["seed"],
                              *("" if v is None else repr(float(v)) for v in values)])
+    return path
+
+
+def write_paired_csv(paired: Sequence[dict], path: str | os.PathLike) -> Path:
+    """One line per :func:`paired_differences` entry, full precision; the std blank for one pair."""
+    path = Path(path)
+    with open(path, "w", newline="", encoding="utf-8") as f:
+        writer = csv.writer(f)
+        writer.writerow(["sweep", "stage", "baseline", "variant", "metric", "mean", "std", "pairs"])
+        for d in paired:
+            writer.writerow([d["sweep"], d["stage"], d["baseline"], d["variant"], d["metric"],
+                             _num(d["mean"], d["pairs"]), _num(d["std"], d["pairs"], True), d["pairs"]])
     return path
 
 
@@ -660,14 +746,16 @@ def write_figures(rows: Sequence[dict], out_dir: str | os.PathLike) -> dict[tupl
 
 
 def report(runs_dir: str | os.PathLike, out_dir: str | os.PathLike | None = None,
-           metrics: Sequence[str] | None = None, *, echo: bool = True) -> dict[str, Any]:
+           metrics: Sequence[str] | None = None, *, baselines: Sequence[str] = (),
+           echo: bool = True) -> dict[str, Any]:
     """Aggregate the finished runs under ``runs_dir`` and write ``report.md``, ``report.csv``,
-    ``runs.csv``, ``per_class.csv`` (when there are per-class lists) and the figures (``figures/``)
-    into ``out_dir`` (default ``runs_dir/report``); print the Markdown when ``echo``.
+    ``runs.csv``, ``per_class.csv`` (when there are per-class lists), ``paired.csv`` (the seed-matched
+    differences to each variant of ``baselines``, :func:`paired_differences`) and the figures
+    (``figures/``) into ``out_dir`` (default ``runs_dir/report``); print the Markdown when ``echo``.
 
     Returns ``{"markdown": Path, "csv": Path, "runs_csv": Path, "per_class_csv": Path | None,
-    "figures": [Path, ...]}``.
-    ``ReportError`` when ``runs_dir`` is missing or holds no finished run.
+    "paired_csv": Path | None, "figures": [Path, ...]}``.
+    ``ReportError`` when ``runs_dir`` is missing or holds no finished run, or a baseline is no variant.
     """
     runs_dir = Path(runs_dir)
     out_dir = Path(out_dir) if out_dir is not None else runs_dir / "report"
@@ -675,9 +763,16 @@ def report(runs_dir: str | os.PathLike, out_dir: str | os.PathLike | None = None
     if not records:
         extra = f" ({len(unfinished)} unfinished)" if unfinished else ""
         raise ReportError(f"no finished runs (summary.json) under {runs_dir}{extra}")
+    variants = sorted({r["variant"] for r in records})
+    unknown = [b for b in baselines if b not in variants]
+    if unknown:
+        raise ReportError(f"baseline variant(s) {', '.join(unknown)} in no finished run; "
+                          f"variants: {', '.join(variants)}")
     columns, missing = select_metrics(records, metrics)
     list_keys = sorted({k for r in records for k, v in r["metrics"].items() if isinstance(v, list)})
     rows = aggregate(records, columns + [k for k in list_keys if k not in columns])
+    scalar_columns = [m for m in columns if m not in list_keys]
+    paired = [d for baseline in baselines for d in paired_differences(records, baseline, scalar_columns)]
     references = load_references()
 
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -689,19 +784,23 @@ def report(runs_dir: str | os.PathLike, out_dir: str | os.PathLike | None = None
         notes.append(f"{len(unfinished)} unfinished run(s) left out (no summary.json): {shown}{more}.")
     if missing:
         notes.append(f"requested metric(s) found in no run: {', '.join(missing)}.")
+    unpaired = [b for b in baselines if not any(d["baseline"] == b for d in paired)]
+    if unpaired:
+        notes.append(f"baseline(s) without a seed-matched run of another variant: {', '.join(unpaired)}.")
     markdown = format_markdown(
         rows, columns, references, notes,
-        {k: [p.relative_to(out_dir).as_posix() for p in v if p.suffix == ".png"] for k, v in figures.items()})
+        {k: [p.relative_to(out_dir).as_posix() for p in v if p.suffix == ".png"] for k, v in figures.items()},
+        paired)
     md_path = out_dir / "report.md"
     md_path.write_text(markdown, encoding="utf-8")
-    scalar_columns = [m for m in columns if m not in list_keys]
     csv_path = write_csv(rows, scalar_columns, out_dir / "report.csv", references)
     runs_csv = write_runs_csv(records, scalar_columns, out_dir / "runs.csv")
     per_class = _write_per_class_csv(rows, out_dir / "per_class.csv")
+    paired_csv = write_paired_csv(paired, out_dir / "paired.csv") if baselines else None
     if echo:
         print(markdown, end="")
     return {"markdown": md_path, "csv": csv_path, "runs_csv": runs_csv, "per_class_csv": per_class,
-            "figures": [p for paths in figures.values() for p in paths]}
+            "paired_csv": paired_csv, "figures": [p for paths in figures.values() for p in paths]}
 
 
 # ----------------------------------------------------------------------------------------------- CLI
@@ -714,12 +813,15 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--metrics", nargs="+", default=None, metavar="KEY",
                         help="metric columns, dotted keys or patterns (e.g. last.acc 'analysis.*'); "
                              "default: the preferred list, those present")
+    parser.add_argument("--baseline", nargs="+", default=[], metavar="VARIANT",
+                        help="paired comparison: for every other variant, the mean ± std over seeds of its "
+                             "per-seed difference to VARIANT (report.md, paired.csv)")
 
 
 def run(args: argparse.Namespace) -> int:
     """``ammix report``: 0 on success, 2 (one line on stderr) for a missing or empty runs folder."""
     try:
-        paths = report(args.runs_dir, args.out, args.metrics)
+        paths = report(args.runs_dir, args.out, args.metrics, baselines=args.baseline)
     except ReportError as err:
         print(f"ammix report: {err}", file=sys.stderr)
         return 2
