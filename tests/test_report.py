@@ -9,6 +9,9 @@ import json
 import pytest
 import yaml
 
+from ammix.analysis import metric_definition
+from ammix.analysis.metrics import HEAD_KEYS, LOGIT_KEYS, REPORT_KEYS
+from ammix.cli import main
 from ammix.experiments import report as rep
 
 
@@ -268,3 +271,29 @@ def test_report_paired_table_and_csv(runs, tmp_path, capsys):
     assert _cli([str(runs), "--baseline", "erm"]) == 2
     err = capsys.readouterr().err
     assert err == "ammix report: baseline variant(s) erm in no finished run; variants: am_mixup, ce, mixup\n"
+
+
+def test_every_column_is_defined_in_the_report(runs, tmp_path, capsys):
+    for key in (*REPORT_KEYS, *HEAD_KEYS, *LOGIT_KEYS):  # every key of analysis.json
+        assert metric_definition(f"analysis.{key}") is not None
+        assert metric_definition(f"analysis.fine_{key}").endswith(
+            "; against the fine labels of a run trained on the coarse ones; analysis.json, the last "
+            "checkpoint")
+    assert all(metric_definition(names[0]) for names in rep.PREFERRED_METRICS)
+    assert metric_definition("analysis.margin_ratio") == (
+        "smallest / largest class margin (see margin_min); 1 = all equal, negative when some centroid is "
+        "misclassified; analysis.json, the last checkpoint")
+    md = rep.report(runs, tmp_path / "o", ["last.acc", "wall_time_s", "best.epoch", "last.loss"],
+                    echo=False)["markdown"].read_text()
+    legend = md.split("## Metrics\n\n")[1].split("\n\n")[0]
+    assert legend.splitlines() == [
+        "- `last.acc`: top-1 accuracy on the test set (%); summary.json, last evaluation.",
+        "- `wall_time_s`: wall-clock time of the training in seconds, summed over resumed sessions.",
+        "- `best.epoch`: the epoch of that evaluation; summary.json, the evaluation with the best "
+        "train.best_metric.",
+        "- `last.loss`: as the run recorded it (no definition in ammix.analysis.definitions).",
+    ]
+    with pytest.raises(SystemExit):
+        main(["report", "--help"])
+    help_text = capsys.readouterr().out
+    assert ":func:" not in help_text and "paired.csv" in help_text and "--baseline VARIANT" in help_text

@@ -11,4 +11,4 @@ register("toy", "the paper's toy feature maps: 2-D features of each method, per 
 register("sweep", "run a grid of (variant, seed) trainings as separate processes; resumable",
          sweep.add_arguments, sweep.run, description=sweep.__doc__)
 register("report", "tables (mean ± std over seeds) and figures from a folder of runs",
-         report.add_arguments, report.run, description=report.__doc__)
+         report.add_arguments, report.run, description=report.DESCRIPTION)

@@ -23,7 +23,8 @@ a stage folder in one, without ``summary.json``) are left out, counted and liste
   one line each), ``per_class.csv`` (when there are per-class lists), ``paired.csv`` (with
   ``--baseline``) and, per sweep and stage, a
   grouped bar chart of the mean per-class accuracy of each variant (std error bars) as PNG and PDF
-  under ``figures/``; it prints the Markdown.
+  under ``figures/``; it prints the Markdown, which ends with a one-line definition of every column it
+  shows (:func:`ammix.analysis.metric_definition`).
 
 Units. A metric is an accuracy when a part of its dotted name contains ``acc`` or is
 ``many``/``medium``/``few``/``top1``/``top5``. Every accuracy is in percent in the records, the tables,
@@ -61,6 +62,8 @@ from typing import Any
 
 import numpy as np
 import yaml
+
+from ammix.analysis.definitions import metric_definition
 
 __all__ = [
     "PREFERRED_METRICS",
@@ -545,9 +548,15 @@ def format_markdown(rows: Sequence[dict], metrics: Sequence[str], references: Se
             lines += [f"![per-class accuracy]({fig})", ""]
     if paired:
         lines.append(format_paired_markdown(paired, metrics))
+    shown = [m for m in metrics if any(_is_scalar(r["mean"].get(m)) for r in rows)]
+    lines += ["## Metrics", ""] + [f"- `{m}`: {_definition(m)}." for m in shown] + [""]
     if notes:
         lines += ["## Notes", ""] + [f"- {note}" for note in notes] + [""]
     return "\n".join(lines).rstrip() + "\n"
+
+
+def _definition(metric: str) -> str:
+    return metric_definition(metric) or "as the run recorded it (no definition in ammix.analysis.definitions)"
 
 
 def _cell(row: dict, metric: str, decimals: int) -> str:
@@ -805,17 +814,41 @@ def report(runs_dir: str | os.PathLike, out_dir: str | os.PathLike | None = None
 
 # ----------------------------------------------------------------------------------------------- CLI
 
+DESCRIPTION = """\
+Tables of mean ± std over seeds, and figures, from a folder of finished runs:
+
+  ammix report runs/lt-cifar100
+  ammix report runs --metrics last.acc 'analysis.*' --baseline ce --out results/
+
+Reads every run folder under RUNS_DIR (laid out RUNS_DIR/<sweep>/<variant>/seed<S>[/<stage>], as
+`ammix sweep` writes them): its summary.json (accuracies in percent), analysis.json (collapse metrics,
+from `ammix analyze` or a sweep; its accuracy fractions are shown × 100) and config.yaml. A run without
+summary.json is unfinished: left out and listed.
+
+Writes into --out (default RUNS_DIR/report) and prints report.md: one table per sweep and stage, a row
+per variant (mean ± sample std over seeds), published numbers beside the top-1 accuracy where the
+dataset and setting match, a definition of every column shown; report.csv (the same, full
+precision), runs.csv (every run's values), per_class.csv and figures/ (per-class accuracy bars), and
+with --baseline paired.csv (differences to the baseline, seed by seed).
+
+Exit status 2, with one line, for a missing or empty folder or an unknown --baseline variant.
+"""
+
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """The arguments of ``ammix report``."""
-    parser.add_argument("runs_dir", type=Path, help="runs folder (RUNS/<sweep>/<variant>/seed<S>[/<stage>])")
-    parser.add_argument("--out", type=Path, default=None, help="output folder (default: RUNS_DIR/report)")
+    parser.add_argument("runs_dir", type=Path, metavar="RUNS_DIR",
+                        help="a folder of runs: a runs folder, one sweep's folder, or a single run")
+    parser.add_argument("--out", type=Path, default=None, metavar="FOLDER",
+                        help="where the report goes (default: RUNS_DIR/report)")
     parser.add_argument("--metrics", nargs="+", default=None, metavar="KEY",
-                        help="metric columns, dotted keys or patterns (e.g. last.acc 'analysis.*'); "
-                             "default: the preferred list, those present")
+                        help="the metric columns: dotted keys or patterns, e.g. last.acc 'analysis.*' "
+                             "(default: those of " + ", ".join(names[0] for names in PREFERRED_METRICS)
+                             + " that the runs have)")
     parser.add_argument("--baseline", nargs="+", default=[], metavar="VARIANT",
-                        help="paired comparison: for every other variant, the mean ± std over seeds of its "
-                             "per-seed difference to VARIANT (report.md, paired.csv)")
+                        help="also compare every other variant with VARIANT seed by seed (same seed, "
+                             "same data order): mean ± std of the per-seed differences, per column, in "
+                             "report.md and paired.csv")
 
 
 def run(args: argparse.Namespace) -> int:
