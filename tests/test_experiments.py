@@ -96,6 +96,30 @@ def test_sweep_refuses_a_finished_run_made_with_another_config(tmp_path, capsys)
     assert capsys.readouterr().out.startswith("[to run] ")
 
 
+def test_analyze_command_on_a_finished_run(tmp_path, capsys):
+    run_dir = tmp_path / "run"
+    assert main(["analyze", str(run_dir)]) == 2
+    assert capsys.readouterr().err == f"ammix analyze: {run_dir} is not a folder\n"
+    run_dir.mkdir()
+    assert main(["analyze", str(run_dir)]) == 2
+    assert capsys.readouterr().err == (f"ammix analyze: {run_dir} is not a finished `ammix train` run "
+                                       "(no config.yaml, summary.json, last.pt)\n")
+    train(load_config(SMOKE, tiny(2) + ["train.stop_after_epochs=1"]), run_dir, fresh=True)
+    capsys.readouterr()
+    assert main(["analyze", str(run_dir)]) == 2
+    assert capsys.readouterr().err == (f"ammix analyze: {run_dir}: the run stopped after epoch 1 of 2; "
+                                       f"finish it with `ammix train ... --run-dir {run_dir} --resume`\n")
+    summary = train(load_config(SMOKE, tiny(2)), run_dir, resume=True)
+    capsys.readouterr()
+    assert main(["analyze", str(run_dir)]) == 0
+    saved = json.loads((run_dir / "analysis.json").read_text())
+    out = capsys.readouterr().out.splitlines()
+    assert out[0] == f"{run_dir / 'analysis.json'}:" and len(out) == 1 + len(saved)
+    assert f"  accuracy{' ' * 21}{100 * saved['accuracy']:.2f} %" in out  # a fraction in the file
+    assert f"  feature_norm{' ' * 17}{saved['feature_norm']:.4g}" in out
+    assert 100 * saved["accuracy"] == pytest.approx(summary["last"]["acc"], abs=1e-9)  # same model, same data
+
+
 @pytest.mark.slow
 def test_coarse_to_fine_sweep_then_report(tmp_path, capsys):
     spec = write_sweep(tmp_path, protocol="coarse_to_fine", seeds=[0],
