@@ -21,10 +21,9 @@ a stage folder in one, without ``summary.json``) are left out, counted and liste
   seed: mean ± sample std of the differences over the seeds both have, and their number.
 - :func:`report` writes ``report.md``, ``report.csv``, ``runs.csv`` (every finished run's own values,
   one line each), ``per_class.csv`` (when there are per-class lists), ``paired.csv`` (with
-  ``--baseline``) and, per sweep and stage, a
-  grouped bar chart of the mean per-class accuracy of each variant (std error bars) as PNG and PDF
-  under ``figures/``; it prints the Markdown, which ends with a one-line definition of every column it
-  shows (:func:`ammix.analysis.metric_definition`).
+  ``--baseline``) and, per sweep and stage, a grouped bar chart of the mean per-class accuracy of each
+  variant (std error bars) as PNG and PDF under ``figures/``; it prints the Markdown, which ends with a
+  one-line definition of every column it shows (:func:`ammix.analysis.metric_definition`).
 
 Units. A metric is an accuracy when a part of its dotted name contains ``acc`` or is
 ``many``/``medium``/``few``/``top1``/``top5``. Every accuracy is in percent in the records, the tables,
@@ -66,20 +65,24 @@ import yaml
 from ammix.analysis.definitions import metric_definition
 
 __all__ = [
+    "ACCURACY_SCALE",
     "PREFERRED_METRICS",
     "ReportError",
     "add_arguments",
     "aggregate",
     "collect_runs",
     "format_markdown",
+    "format_paired_markdown",
     "load_references",
     "match_reference",
+    "paired_differences",
     "report",
     "run",
     "scan_runs",
     "select_metrics",
     "write_csv",
     "write_figures",
+    "write_paired_csv",
 ]
 
 #: Default columns: each entry is shown when some run has it, its first present name used.
@@ -472,18 +475,17 @@ def format_markdown(rows: Sequence[dict], metrics: Sequence[str], references: Se
                     notes: Sequence[str] = (), figures: dict | None = None,
                     paired: Sequence[dict] = ()) -> str:
     """The Markdown report: one table per (sweep, stage) of ``rows`` (from :func:`aggregate`), columns
-    ``metrics`` (those some row of the table has), ``mean ± std`` over seeds; accuracies (percent)
-    with 2 decimals. ``references``: matched by :func:`match_reference`
-    into a ``published`` column. ``notes``: lines added at the end; ``figures``: (sweep, stage) -> list
-    of image paths relative to the report; ``paired``: :func:`paired_differences` entries, tabled after
-    the results (:func:`format_paired_markdown`)."""
+    ``metrics`` (those some row of the table has), ``mean ± std`` over seeds, accuracies (percent) with
+    2 decimals; then the ``paired`` entries (:func:`paired_differences`, :func:`format_paired_markdown`),
+    a definition of every column shown, and ``notes``. ``references``: matched by
+    :func:`match_reference` into a ``published`` column; ``figures``: (sweep, stage) -> list of image
+    paths relative to the report."""
     lines = ["# Results", "",
              "Mean ± sample std (ddof=1) over seeds; n = runs (seeds) per row, the std is not shown when "
              "n = 1; [k/n]: the metric exists in k of the n runs. Accuracies are in percent (%).", ""]
     for (sweep, stage), section in _sections(rows):
         lines += [f"## {sweep}" + (f" / {stage}" if stage else ""), ""]
-        shown = [m for m in metrics if any(m in r["mean"] and not isinstance(r["mean"][m], list)
-                                           for r in section)]
+        shown = _scalar_columns(metrics, section)
         varying = [(k, label) for k, label in CONTEXT if len({repr(r.get(k)) for r in section}) > 1]
         fixed = [(k, label) for k, label in CONTEXT if (k, label) not in varying]
         if fixed:
@@ -548,11 +550,16 @@ def format_markdown(rows: Sequence[dict], metrics: Sequence[str], references: Se
             lines += [f"![per-class accuracy]({fig})", ""]
     if paired:
         lines.append(format_paired_markdown(paired, metrics))
-    shown = [m for m in metrics if any(_is_scalar(r["mean"].get(m)) for r in rows)]
-    lines += ["## Metrics", ""] + [f"- `{m}`: {_definition(m)}." for m in shown] + [""]
+    legend = [f"- `{m}`: {_definition(m)}." for m in _scalar_columns(metrics, rows)]
+    lines += ["## Metrics", ""] + legend + [""]
     if notes:
         lines += ["## Notes", ""] + [f"- {note}" for note in notes] + [""]
     return "\n".join(lines).rstrip() + "\n"
+
+
+def _scalar_columns(metrics: Sequence[str], rows: Sequence[dict]) -> list[str]:
+    """The metrics that some row has a number (not a per-class list) for."""
+    return [m for m in metrics if any(_is_scalar(r["mean"].get(m)) for r in rows)]
 
 
 def _definition(metric: str) -> str:
