@@ -10,7 +10,14 @@ from common import tiny
 from ammix.cli import main
 from ammix.engine import load_config, train
 from ammix.experiments.analyze import analyze_run
-from ammix.experiments.sweep import SweepError, load_sweep, override_args, plan_runs, with_method_section
+from ammix.experiments.sweep import (
+    SweepError,
+    load_sweep,
+    override_args,
+    plan_runs,
+    resolved_config,
+    with_method_section,
+)
 from ammix.experiments.toy import run_toy
 from ammix.mixing import MIXERS
 
@@ -64,6 +71,53 @@ def test_sweep_file_errors(tmp_path, spec, fragment):
 def test_sweep_cli_error_is_one_line(tmp_path, capsys):
     assert main(["sweep", str(write_sweep(tmp_path, variants={})), "--runs-dir", str(tmp_path)]) == 2
     assert capsys.readouterr().err.count("\n") == 1
+
+
+def test_sweep_refuses_a_finished_run_made_with_another_config(tmp_path, capsys):
+    spec = write_sweep(tmp_path, seeds=[0], overrides={k: yaml.safe_load(v) for k, v in
+                                                       (o.split("=") for o in tiny(1))},
+                       variants={"ce": {"mixing.method": "ce"}})
+    runs = tmp_path / "runs"
+    (planned,) = plan_runs(load_sweep(spec), runs)
+    train(resolved_config(SMOKE, planned), planned.run_dir)  # the sweep's own run, made in-process
+    capsys.readouterr()
+    dry = ["sweep", str(spec), "--runs-dir", str(runs), "--dry-run"]
+    assert main(dry) == 0
+    assert capsys.readouterr().out.startswith("[finished] ")
+    assert main([*dry, "--set", "train.log_every=3"]) == 0  # a key --resume may change too
+    assert capsys.readouterr().out.startswith("[finished] ")
+    for command in (dry, dry[:-1]):
+        assert main([*command, "--set", "data.imbalance_factor=50"]) == 2
+        err = capsys.readouterr().err
+        assert err == (f"ammix sweep: {planned.run_dir} was made with another config "
+                       "(data.imbalance_factor: None -> 50.0); give this sweep its own folder with --name "
+                       "NAME, or delete the old run folders to run them again\n")
+    assert main([*dry, "--set", "data.imbalance_factor=50", "--name", "if50"]) == 0
+    assert capsys.readouterr().out.startswith("[to run] ")
+
+
+def test_analyze_command_on_a_finished_run(tmp_path, capsys):
+    run_dir = tmp_path / "run"
+    assert main(["analyze", str(run_dir)]) == 2
+    assert capsys.readouterr().err == f"ammix analyze: {run_dir} is not a folder\n"
+    run_dir.mkdir()
+    assert main(["analyze", str(run_dir)]) == 2
+    assert capsys.readouterr().err == (f"ammix analyze: {run_dir} is not a finished `ammix train` run "
+                                       "(no config.yaml, summary.json, last.pt)\n")
+    train(load_config(SMOKE, tiny(2) + ["train.stop_after_epochs=1"]), run_dir, fresh=True)
+    capsys.readouterr()
+    assert main(["analyze", str(run_dir)]) == 2
+    assert capsys.readouterr().err == (f"ammix analyze: {run_dir}: the run stopped after epoch 1 of 2; "
+                                       f"finish it with `ammix train ... --run-dir {run_dir} --resume`\n")
+    summary = train(load_config(SMOKE, tiny(2)), run_dir, resume=True)
+    capsys.readouterr()
+    assert main(["analyze", str(run_dir)]) == 0
+    saved = json.loads((run_dir / "analysis.json").read_text())
+    out = capsys.readouterr().out.splitlines()
+    assert out[0] == f"{run_dir / 'analysis.json'}:" and len(out) == 1 + len(saved)
+    assert f"  accuracy{' ' * 21}{100 * saved['accuracy']:.2f} %" in out  # a fraction in the file
+    assert f"  feature_norm{' ' * 17}{saved['feature_norm']:.4g}" in out
+    assert 100 * saved["accuracy"] == pytest.approx(summary["last"]["acc"], abs=1e-9)  # same model, same data
 
 
 @pytest.mark.slow

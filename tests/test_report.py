@@ -9,6 +9,9 @@ import json
 import pytest
 import yaml
 
+from ammix.analysis import metric_definition
+from ammix.analysis.metrics import HEAD_KEYS, LOGIT_KEYS, REPORT_KEYS
+from ammix.cli import main
 from ammix.experiments import report as rep
 
 
@@ -25,19 +28,21 @@ def _write_run(folder, *, dataset="cifar10", imbalance_factor=100.0, method="ce"
         (folder / "analysis.json").write_text(json.dumps(analysis))
 
 
-def _summary(acc, per_class, few=0.5, wall=10.0):
-    groups = {"many": 0.9, "medium": 0.6, "few": few}
-    return {"last": {"acc": acc, "balanced_acc": acc - 0.1, "groups": groups,
+def _summary(acc, per_class, few=50.0, wall=10.0):
+    """A summary.json as the engine writes it: accuracies in percent."""
+    groups = {"many": 90.0, "medium": 60.0, "few": few}
+    return {"last": {"acc": acc, "balanced_acc": acc - 10.0, "groups": groups,
                      "per_class_acc": per_class, "loss": 1.0},
-            "best": {"acc": acc + 0.01, "epoch": 3, "groups": {"few": few}},
+            "best": {"acc": acc + 1.0, "epoch": 3, "groups": {"few": few}},
             "wall_time_s": wall, "finished": True, "dataset": "cifar10"}
 
 
 @pytest.fixture
 def runs(tmp_path):
     root = tmp_path / "runs"
-    accs = {"ce": [0.70, 0.72, 0.74], "am_mixup": [0.75, 0.78, 0.81]}
-    per_class = {"ce": [[0.9, 0.5], [0.8, 0.6], [0.7, 0.7]], "am_mixup": [[1.0, 0.5], [0.9, 0.5], [0.8, 0.5]]}
+    accs = {"ce": [70.0, 72.0, 74.0], "am_mixup": [75.0, 78.0, 81.0]}
+    per_class = {"ce": [[90.0, 50.0], [80.0, 60.0], [70.0, 70.0]],
+                 "am_mixup": [[100.0, 50.0], [90.0, 50.0], [80.0, 50.0]]}
     for variant in ("ce", "am_mixup"):
         for seed in range(3):
             _write_run(root / "lt" / variant / f"seed{seed}", method=variant, seed=seed,
@@ -46,8 +51,8 @@ def runs(tmp_path):
     _write_run(root / "lt" / "am_mixup" / "seed3", method="am_mixup", seed=3)  # unfinished
     for seed in range(2):  # the JPEG copy: never the official numbers
         _write_run(root / "jpeg" / "ce" / f"seed{seed}", dataset="cifar10-jpeg", method="ce", seed=seed,
-                   summary=_summary(0.70, [0.7, 0.7]))
-    for stage, acc in (("pretrain", 0.40), ("probe", 0.30), ("finetune", 0.50)):  # two-stage layout
+                   summary=_summary(70.0, [70.0, 70.0]))
+    for stage, acc in (("pretrain", 40.0), ("probe", 30.0), ("finetune", 50.0)):  # two-stage layout
         _write_run(root / "c2f" / "mixup" / "seed0" / stage, dataset="cifar100", method="mixup",
                    labels="coarse" if stage == "pretrain" else "fine", summary={"last": {"acc": acc}})
     (root / "lt" / "ce" / "seed0" / "tb").mkdir()  # a run's own subfolder: not a run
@@ -70,8 +75,8 @@ def test_collect_runs_keys_and_flattening(runs):
     assert rec["stage"] == "" and rec["path"] == str(runs / "lt" / "ce" / "seed1")
     assert rec["config"]["data"]["dataset"] == "cifar10"
     m = rec["metrics"]
-    assert m["last.acc"] == 0.72 and m["best.groups.few"] == 0.5 and m["best.epoch"] == 3
-    assert m["last.per_class_acc"] == [0.8, 0.6]
+    assert m["last.acc"] == 72.0 and m["best.groups.few"] == 50.0 and m["best.epoch"] == 3
+    assert m["last.per_class_acc"] == [80.0, 60.0]
     assert m["analysis.feature_norm"] == 12.0 and m["analysis.ece"] == 0.05
     assert "finished" not in m and "dataset" not in m  # booleans and strings are not metrics
     stages = sorted(r["stage"] for r in records if r["sweep"] == "c2f")
@@ -83,18 +88,18 @@ def test_aggregate_mean_std_and_per_class(runs):
     rows = _rows_by(rep.aggregate(rep.collect_runs(runs), ["last.acc", "last.per_class_acc", "analysis.ece"]))
     ce = rows[("lt", "", "ce")]
     assert ce["n"] == 3 and ce["seeds"] == [0, 1, 2]
-    assert ce["mean"]["last.acc"] == pytest.approx(0.72, abs=1e-12)
-    assert ce["std"]["last.acc"] == pytest.approx(0.02, abs=1e-12)  # sample std, ddof=1
-    assert ce["mean"]["last.per_class_acc"] == pytest.approx([0.8, 0.6], abs=1e-12)
-    assert ce["std"]["last.per_class_acc"] == pytest.approx([0.1, 0.1], abs=1e-12)
+    assert ce["mean"]["last.acc"] == 72.0
+    assert ce["std"]["last.acc"] == 2.0  # sample std, ddof=1
+    assert ce["mean"]["last.per_class_acc"] == [80.0, 60.0]
+    assert ce["std"]["last.per_class_acc"] == [10.0, 10.0]
     am = rows[("lt", "", "am_mixup")]
     assert am["n"] == 3  # the unfinished seed3 is not counted
-    assert am["mean"]["last.per_class_acc"] == pytest.approx([0.9, 0.5], abs=1e-12)
-    assert am["std"]["last.per_class_acc"] == pytest.approx([0.1, 0.0], abs=1e-12)
+    assert am["mean"]["last.per_class_acc"] == [90.0, 50.0]
+    assert am["std"]["last.per_class_acc"] == [10.0, 0.0]
     context = (ce["dataset"], ce["imbalance_factor"], ce["method"], ce["model"])
     assert context == ("cifar10", 100.0, "ce", "resnet32")
     probe = rows[("c2f", "probe", "mixup")]
-    assert probe["n"] == 1 and probe["mean"]["last.acc"] == 0.30 and probe["std"]["last.acc"] == 0.0
+    assert probe["n"] == 1 and probe["mean"]["last.acc"] == 30.0 and probe["std"]["last.acc"] == 0.0
     assert "analysis.ece" not in probe["mean"]
     order = [(r["sweep"], r["stage"]) for r in rep.aggregate(rep.collect_runs(runs), ["last.acc"])]
     assert order.index(("c2f", "pretrain")) < order.index(("c2f", "probe")) < order.index(("c2f", "finetune"))
@@ -106,7 +111,7 @@ def test_report_files_tables_and_published(runs, tmp_path, capsys):
     printed = capsys.readouterr().out
     md = (out / "report.md").read_text()
     assert paths["markdown"] == out / "report.md" and printed == md
-    assert "72.00 ± 2.00" in md  # 0.70, 0.72, 0.74 -> percent, sample std
+    assert "72.00 ± 2.00" in md  # 70, 72, 74 (percent): sample std
     assert "78.00 ± 3.00" in md
     assert "12.00 ± 2.00" in md  # analysis.feature_norm: not an accuracy, not scaled
     lt = md.split("## lt")[1].split("## ")[0]
@@ -126,8 +131,7 @@ def test_report_files_tables_and_published(runs, tmp_path, capsys):
     with open(paths["csv"], newline="") as f:
         table = {(r["sweep"], r["stage"], r["variant"]): r for r in csv.DictReader(f)}
     ce = table[("lt", "", "ce")]
-    assert float(ce["last.acc.mean"]) == pytest.approx(0.72, abs=1e-15)
-    assert float(ce["last.acc.std"]) == pytest.approx(0.02, abs=1e-15)
+    assert float(ce["last.acc.mean"]) == 72.0 and float(ce["last.acc.std"]) == 2.0
     assert float(ce["wall_time_s.mean"]) == 11.0 and float(ce["wall_time_s.std"]) == 1.0
     assert ce["n"] == "3" and ce["seeds"] == "0 1 2"
     assert float(ce["published"]) == 70.36 and "Cao et al. 2019" in ce["published_source"]
@@ -139,11 +143,11 @@ def test_report_files_tables_and_published(runs, tmp_path, capsys):
     with open(paths["runs_csv"], newline="") as f:
         per_run = [r for r in csv.DictReader(f) if r["sweep"] == "lt" and r["variant"] == "ce"]
     assert [r["seed"] for r in per_run] == ["0", "1", "2"]
-    assert [float(r["last.acc"]) for r in per_run] == pytest.approx([0.70, 0.72, 0.74], abs=1e-15)
+    assert [float(r["last.acc"]) for r in per_run] == [70.0, 72.0, 74.0]
 
     with open(paths["per_class_csv"], newline="") as f:
         per_class = [r for r in csv.DictReader(f) if r["sweep"] == "lt" and r["variant"] == "ce"]
-    assert [float(r["mean"]) for r in per_class] == pytest.approx([0.8, 0.6], abs=1e-12)
+    assert [float(r["mean"]) for r in per_class] == [80.0, 60.0]
 
     figs = sorted(p.name for p in paths["figures"])
     assert figs == ["per_class_jpeg.pdf", "per_class_jpeg.png", "per_class_lt.pdf", "per_class_lt.png"]
@@ -175,17 +179,25 @@ def test_metrics_override_patterns_and_missing(runs, tmp_path):
     assert "analysis.feature_norm.mean" in fields and "last.acc.mean" not in fields
 
 
-def test_percent_detection_is_per_column(tmp_path):
+def test_accuracy_units_come_from_the_file_never_from_the_values(tmp_path):
     root = tmp_path / "runs"
-    for seed, acc in enumerate((70.0, 72.0)):  # already in percent: shown as stored
+    for seed, (few, accuracy) in enumerate(((0.0, 0.5), (0.8, 0.7))):
+        # summary.json: percent, even when every value lies in [0, 1]; analysis.json: fractions
         _write_run(root / "s" / "ce" / f"seed{seed}", dataset="digits", imbalance_factor=None, seed=seed,
-                   summary={"last": {"acc": acc, "ece": 0.5}})
-    md = rep.report(root, tmp_path / "o", echo=False)["markdown"].read_text()
-    assert "71.00 ± 1.41" in md and "7100" not in md
-    assert "| last.acc |" in md  # no "(%)": not a fraction
-    assert rep.select_metrics(rep.collect_runs(root)) == (["last.acc"], [])
-    assert rep.select_metrics(rep.collect_runs(root), ["last.*"]) == (["last.acc", "last.ece"], [])
-    assert not rep.report(root, tmp_path / "o", echo=False)["figures"]
+                   summary={"last": {"acc": 70.0 + 2 * seed, "group_acc": {"few": few}, "ece": 0.5}},
+                   analysis={"accuracy": accuracy, "ece": 0.25})
+    records = rep.collect_runs(root)
+    assert [r["metrics"]["analysis.accuracy"] for r in records] == [50.0, 70.0]
+    assert [r["metrics"]["analysis.ece"] for r in records] == [0.25, 0.25]  # not an accuracy: as stored
+    paths = rep.report(root, tmp_path / "o", ["last.*", "analysis.accuracy"], echo=False)
+    md = paths["markdown"].read_text()
+    assert "| last.acc (%) | last.ece | last.group_acc.few (%) | analysis.accuracy (%) |" in md
+    assert "| 71.00 ± 1.41 | 0.5000 ± 0.0000 | 0.40 ± 0.57 | 60.00 ± 14.14 |" in md
+    with open(paths["csv"], newline="") as f:
+        (row,) = csv.DictReader(f)
+    assert float(row["last.group_acc.few.mean"]) == 0.4 and float(row["analysis.accuracy.mean"]) == 60.0
+    assert rep.select_metrics(records) == (["last.acc", "last.group_acc.few"], [])  # the engine's key names
+    assert not paths["figures"]
 
 
 def test_reference_matching_rules():
@@ -223,3 +235,65 @@ def test_cli_errors_and_success(runs, tmp_path, capsys):
     assert _cli([str(runs), "--out", str(tmp_path / "cli"), "--metrics", "last.acc"]) == 0
     captured = capsys.readouterr()
     assert "72.00 ± 2.00" in captured.out and (tmp_path / "cli" / "report.csv").is_file()
+
+
+def _record(sweep, variant, seed, metrics):
+    return {"sweep": sweep, "variant": variant, "stage": "", "seed": seed, "metrics": metrics}
+
+
+def test_paired_differences_match_seeds():
+    records = [_record("s", "ce", 0, {"a": 70.0, "u": 1.0}), _record("s", "ce", 1, {"a": 72.0}),
+               _record("s", "ce", 2, {"a": 74.0}), _record("s", "am", 0, {"a": 75.0, "u": 1.5}),
+               _record("s", "am", 1, {"a": 78.0}), _record("s", "am", 3, {"a": 90.0}),  # no ce seed 3
+               _record("t", "am", 0, {"a": 1.0})]  # a sweep without the baseline
+    assert rep.paired_differences(records, "ce", ["a", "u", "nope"]) == [
+        {"sweep": "s", "stage": "", "baseline": "ce", "variant": "am", "metric": "a",
+         "mean": 5.5, "std": 0.7071067811865476, "pairs": 2},
+        {"sweep": "s", "stage": "", "baseline": "ce", "variant": "am", "metric": "u",
+         "mean": 0.5, "std": 0.0, "pairs": 1},
+    ]
+    assert rep.paired_differences(records, "am", ["a"])[0]["mean"] == -5.5
+
+
+def test_report_paired_table_and_csv(runs, tmp_path, capsys):
+    paths = rep.report(runs, tmp_path / "o", ["last.acc", "wall_time_s"], baselines=["ce"], echo=False)
+    md = paths["markdown"].read_text()
+    lt = md.split("## lt: paired differences to ce")[1].split("## ")[0]
+    assert "| variant | pairs | last.acc (pp) | wall_time_s |" in lt
+    assert "| am_mixup | 3 | 6.00 ± 1.00 | 0.00 ± 0.00 |" in lt  # (75, 78, 81) - (70, 72, 74)
+    assert md.count("paired differences to ce") == 1  # jpeg holds only ce, c2f no ce: nothing to pair
+    with open(paths["paired_csv"], newline="") as f:
+        (acc, wall) = csv.DictReader(f)
+    assert (acc["sweep"], acc["variant"], acc["metric"], acc["pairs"]) == ("lt", "am_mixup", "last.acc", "3")
+    assert float(acc["mean"]) == 6.0 and float(acc["std"]) == 1.0 and float(wall["mean"]) == 0.0
+    assert _cli([str(runs), "--out", str(tmp_path / "cli"), "--baseline", "am_mixup"]) == 0
+    assert "## lt: paired differences to am_mixup" in capsys.readouterr().out
+    assert _cli([str(runs), "--baseline", "erm"]) == 2
+    err = capsys.readouterr().err
+    assert err == "ammix report: baseline variant(s) erm in no finished run; variants: am_mixup, ce, mixup\n"
+
+
+def test_every_column_is_defined_in_the_report(runs, tmp_path, capsys):
+    for key in (*REPORT_KEYS, *HEAD_KEYS, *LOGIT_KEYS):  # every key of analysis.json
+        assert metric_definition(f"analysis.{key}") is not None
+        assert metric_definition(f"analysis.fine_{key}").endswith(
+            "; against the fine labels of a run trained on the coarse ones; analysis.json, the last "
+            "checkpoint")
+    assert all(metric_definition(names[0]) for names in rep.PREFERRED_METRICS)
+    assert metric_definition("analysis.margin_ratio") == (
+        "smallest / largest class margin (see margin_min); 1 = all equal, negative when some centroid is "
+        "misclassified; analysis.json, the last checkpoint")
+    md = rep.report(runs, tmp_path / "o", ["last.acc", "wall_time_s", "best.epoch", "last.loss"],
+                    echo=False)["markdown"].read_text()
+    legend = md.split("## Metrics\n\n")[1].split("\n\n")[0]
+    assert legend.splitlines() == [
+        "- `last.acc`: top-1 accuracy on the test set (%); summary.json, last evaluation.",
+        "- `wall_time_s`: wall-clock time of the training in seconds, summed over resumed sessions.",
+        "- `best.epoch`: the epoch of that evaluation; summary.json, the evaluation with the best "
+        "train.best_metric.",
+        "- `last.loss`: as the run recorded it (no definition in ammix.analysis.definitions).",
+    ]
+    with pytest.raises(SystemExit):
+        main(["report", "--help"])
+    help_text = capsys.readouterr().out
+    assert ":func:" not in help_text and "paired.csv" in help_text and "--baseline VARIANT" in help_text

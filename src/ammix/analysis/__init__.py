@@ -4,6 +4,7 @@ Metrics (:mod:`ammix.analysis.metrics`) are pure functions of tensors; figures
 (:mod:`ammix.analysis.figures`) use matplotlib's object API with the Agg canvas (no pyplot state).
 """
 
+from .definitions import METRIC_DEFINITIONS, metric_definition
 from .figures import CAPTION_KEYS, class_colors, feature_map_figure, plot_feature_map
 from .metrics import (
     REPORT_KEYS,
@@ -25,6 +26,8 @@ from .metrics import (
 )
 
 __all__ = [
+    "METRIC_DEFINITIONS",
+    "metric_definition",
     "REPORT_KEYS",
     "CAPTION_KEYS",
     "alignment",

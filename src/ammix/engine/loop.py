@@ -222,12 +222,14 @@ def sync_buffers(model: nn.Module) -> None:
             torch.distributed.broadcast(b, src=0)
 
 
-def _config_changes(old: dict, new: dict, prefix: str = "") -> list[str]:
+def config_changes(old: dict, new: dict, prefix: str = "") -> list[str]:
+    """The differences ``"key: old -> new"`` between two resolved configs (nested dicts) that matter to
+    a continued run: every key but those of ``RESUMABLE_CHANGES``."""
     keys = []
     for k in sorted(set(old) | set(new)):
         a, b = old.get(k), new.get(k)
         if isinstance(a, dict) and isinstance(b, dict):
-            keys += _config_changes(a, b, f"{prefix}{k}.")
+            keys += config_changes(a, b, f"{prefix}{k}.")
         elif a != b and f"{prefix}{k}" not in RESUMABLE_CHANGES:
             keys.append(f"{prefix}{k}: {a!r} -> {b!r}")
     return keys
@@ -416,7 +418,7 @@ def _train(cfg, run_dir, resume, fresh, info, device, amp_dtype, command) -> dic
     resumed = resume and ckpt_path.exists()
     if resumed:
         ckpt = load_checkpoint(ckpt_path)
-        changes = _config_changes(ckpt.get("config", {}), cfg.to_dict())
+        changes = config_changes(ckpt.get("config", {}), cfg.to_dict())
         if changes:
             raise ConfigError(
                 f"--resume: {run_dir} was started with another config ({'; '.join(changes)}); "

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import argparse
 import json
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -67,3 +69,57 @@ def analyze_run(run_dir: str | Path) -> dict[str, float]:
         report.update({f"fine_{key}": value for key, value in fine.items()})
     Path(run_dir, "analysis.json").write_text(json.dumps(report, indent=2) + "\n")
     return report
+
+
+DESCRIPTION = """\
+The collapse metrics of one finished `ammix train` run, as a sweep computes them for its runs:
+
+  ammix analyze runs/smoke
+
+Loads the run's last checkpoint (last.pt) with its config.yaml, computes the features of its test
+split and writes their metrics to RUN_DIR/analysis.json (`ammix report` shows them as analysis.*
+columns): alignment, uniformity, neighbour_uniformity, intra-class spread, centroid distances,
+feature_norm, the class margins to the head's decision boundaries, ece and the accuracies (fractions
+in the file, percent in the printed summary). A run trained on coarse labels also gets them against
+the fine labels (fine_*). Exit status 2, with one line, for a folder that is not a finished run.
+"""
+
+
+def unfinished_reason(run_dir: Path) -> str | None:
+    """Why ``run_dir`` is not a finished run that can be analysed, or ``None`` when it is."""
+    if not run_dir.is_dir():
+        return f"{run_dir} is not a folder"
+    missing = [name for name in ("config.yaml", "summary.json", "last.pt") if not (run_dir / name).is_file()]
+    if missing:
+        return f"{run_dir} is not a finished `ammix train` run (no {', '.join(missing)})"
+    summary = json.loads((run_dir / "summary.json").read_text())
+    if not summary.get("finished"):
+        return (f"{run_dir}: the run stopped after epoch {summary.get('epochs_done')} of "
+                f"{summary.get('epochs')}; finish it with `ammix train ... --run-dir {run_dir} --resume`")
+    return None
+
+
+def format_summary(report: dict[str, float]) -> str:
+    """One line per metric; accuracies (fractions in analysis.json) in percent."""
+    lines = []
+    for key, value in report.items():
+        text = f"{100 * value:.2f} %" if key.endswith("accuracy") else f"{value:.4g}"
+        lines.append(f"  {key:<28} {text}")
+    return "\n".join(lines)
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("run_dir", type=Path, metavar="RUN_DIR",
+                        help="the folder of a finished `ammix train` run")
+
+
+def run(args: argparse.Namespace) -> int:
+    """``ammix analyze``: 0 when analysis.json is written, 2 (one line) for a folder that is not a
+    finished run."""
+    problem = unfinished_reason(args.run_dir)
+    if problem is not None:
+        print(f"ammix analyze: {problem}", file=sys.stderr)
+        return 2
+    report = analyze_run(args.run_dir)
+    print(f"{args.run_dir / 'analysis.json'}:\n{format_summary(report)}")
+    return 0

@@ -1,8 +1,8 @@
-"""Registers the experiment sub-commands of `ammix`: demo, toy, sweep, report."""
+"""Registers the experiment sub-commands of `ammix`: demo, toy, sweep, report, analyze."""
 
 from ammix.cli import register
 
-from . import demo, report, sweep, toy
+from . import analyze, demo, report, sweep, toy
 
 register("demo", "the toy comparison of the methods, offline, in minutes (--quick: under a minute)",
          demo.add_arguments, demo.run, description=demo.__doc__, accepts_overrides=True)
@@ -11,4 +11,6 @@ register("toy", "the paper's toy feature maps: 2-D features of each method, per 
 register("sweep", "run a grid of (variant, seed) trainings as separate processes; resumable",
          sweep.add_arguments, sweep.run, description=sweep.__doc__)
 register("report", "tables (mean ± std over seeds) and figures from a folder of runs",
-         report.add_arguments, report.run, description=report.__doc__)
+         report.add_arguments, report.run, description=report.DESCRIPTION)
+register("analyze", "the collapse metrics (analysis.json) of one finished run",
+         analyze.add_arguments, analyze.run, description=analyze.DESCRIPTION)

@@ -16,17 +16,21 @@ a stage folder in one, without ``summary.json``) are left out, counted and liste
   **sample** standard deviation (``ddof=1``) over the runs that have it; with one run the std is
   ``0.0`` in the rows, blank in the CSV and not shown in the Markdown (it cannot be estimated).
   Lists are averaged elementwise (a group whose runs' lists differ in length gets no value).
+- :func:`paired_differences` (``--baseline VARIANT``): runs of different variants with the same seed
+  share the data order, so per (sweep, stage) each other variant is compared with the baseline seed by
+  seed: mean ± sample std of the differences over the seeds both have, and their number.
 - :func:`report` writes ``report.md``, ``report.csv``, ``runs.csv`` (every finished run's own values,
-  one line each), ``per_class.csv`` (when there are per-class lists) and, per sweep and stage, a
-  grouped bar chart of the mean per-class accuracy of each variant (std error bars) as PNG and PDF
-  under ``figures/``; it prints the Markdown.
+  one line each), ``per_class.csv`` (when there are per-class lists), ``paired.csv`` (with
+  ``--baseline``) and, per sweep and stage, a grouped bar chart of the mean per-class accuracy of each
+  variant (std error bars) as PNG and PDF under ``figures/``; it prints the Markdown, which ends with a
+  one-line definition of every column it shows (:func:`ammix.analysis.metric_definition`).
 
-Units. The CSVs hold the values as stored (full precision, no scaling). The Markdown and the figures
-show accuracies in percent with 2 decimals: a metric is an accuracy when a part of its dotted name
-contains ``acc`` or is ``many``/``medium``/``few``/``top1``/``top5``; such a metric is multiplied by 100
-when *every* value of it in *every* run lies in [0, 1] (the whole column is scaled or none of it, the
-same in every table), and shown as stored otherwise (already in percent). Other metrics are shown as
-stored, with one number of decimals per column chosen from the column's largest magnitude.
+Units. A metric is an accuracy when a part of its dotted name contains ``acc`` or is
+``many``/``medium``/``few``/``top1``/``top5``. Every accuracy is in percent in the records, the tables,
+the CSVs and the figures: the unit is decided by the file a value comes from (:data:`ACCURACY_SCALE`),
+never by the values: ``summary.json`` stores percent (kept), ``analysis.json`` fractions (× 100 when
+read). The Markdown shows accuracies with 2 decimals, other metrics as stored with one number of
+decimals per column chosen from the column's largest magnitude; the CSVs keep full precision.
 
 Columns. By default the first present name of each entry of :data:`PREFERRED_METRICS` (a metric shown
 when some run has it, with fallback names); when none is present, every scalar metric. ``metrics=``
@@ -58,21 +62,27 @@ from typing import Any
 import numpy as np
 import yaml
 
+from ammix.analysis.definitions import metric_definition
+
 __all__ = [
+    "ACCURACY_SCALE",
     "PREFERRED_METRICS",
     "ReportError",
     "add_arguments",
     "aggregate",
     "collect_runs",
     "format_markdown",
+    "format_paired_markdown",
     "load_references",
     "match_reference",
+    "paired_differences",
     "report",
     "run",
     "scan_runs",
     "select_metrics",
     "write_csv",
     "write_figures",
+    "write_paired_csv",
 ]
 
 #: Default columns: each entry is shown when some run has it, its first present name used.
@@ -80,9 +90,9 @@ PREFERRED_METRICS: tuple[tuple[str, ...], ...] = (
     ("last.acc", "acc", "final.acc", "test.acc"),
     ("best.acc",),
     ("last.balanced_acc", "balanced_acc", "final.balanced_acc"),
-    ("last.groups.many", "groups.many"),
-    ("last.groups.medium", "groups.medium"),
-    ("last.groups.few", "groups.few"),
+    ("last.group_acc.many", "last.groups.many", "groups.many"),
+    ("last.group_acc.medium", "last.groups.medium", "groups.medium"),
+    ("last.group_acc.few", "last.groups.few", "groups.few"),
     ("analysis.feature_norm",),
     ("analysis.alignment",),
     ("analysis.uniformity",),
@@ -105,6 +115,10 @@ STAGE_ORDER = ("", "pretrain", "probe", "finetune")
 _SEED_DIR = re.compile(r"^seed[_-]?(\d+)$")
 _ACC_PARTS = {"many", "medium", "few", "top1", "top5"}
 
+#: How each file stores its accuracies, as the factor that makes them percent: ``summary.json`` in percent
+#: (``ammix.engine.evaluate``), ``analysis.json`` as fractions (``ammix.analysis.collapse_report``).
+ACCURACY_SCALE = {"summary.json": 1, "analysis.json": 100}
+
 
 class ReportError(ValueError):
     """A missing or empty runs folder, or a malformed references file (one line, no traceback)."""
@@ -113,17 +127,25 @@ class ReportError(ValueError):
 # ----------------------------------------------------------------------------------------- collection
 
 
-def _flatten(obj: Any, prefix: str, out: dict[str, Any]) -> None:
+def _is_accuracy(key: str) -> bool:
+    return any("acc" in part or part in _ACC_PARTS for part in key.lower().split("."))
+
+
+def _flatten(obj: Any, prefix: str, out: dict[str, Any], accuracy_scale: int = 1) -> None:
+    """The numeric leaves of ``obj`` into ``out`` under dotted keys, accuracies multiplied by
+    ``accuracy_scale`` (the factor that makes the source file's accuracies percent)."""
     if isinstance(obj, dict):
         for key, value in obj.items():
-            _flatten(value, f"{prefix}.{key}" if prefix else str(key), out)
-    elif isinstance(obj, bool) or not prefix:
+            _flatten(value, f"{prefix}.{key}" if prefix else str(key), out, accuracy_scale)
         return
-    elif isinstance(obj, (int, float)):
-        out[prefix] = obj
+    if isinstance(obj, bool) or not prefix:
+        return
+    scale = accuracy_scale if _is_accuracy(prefix) else 1
+    if isinstance(obj, (int, float)):
+        out[prefix] = obj * scale
     elif isinstance(obj, list) and obj:
         if all(x is None or (isinstance(x, (int, float)) and not isinstance(x, bool)) for x in obj):
-            out[prefix] = [math.nan if x is None else float(x) for x in obj]
+            out[prefix] = [math.nan if x is None else float(x) * scale for x in obj]
 
 
 def _read_json(path: Path) -> dict:
@@ -196,10 +218,11 @@ def scan_runs(runs_dir: str | os.PathLike,
             unfinished.append(str(here))
             continue
         metrics: dict[str, Any] = {}
-        _flatten(summary, "", metrics)
+        _flatten(summary, "", metrics, ACCURACY_SCALE["summary.json"])
         if "analysis.json" in files:
             try:
-                _flatten(_read_json(here / "analysis.json"), "analysis", metrics)
+                analysis = _read_json(here / "analysis.json")
+                _flatten(analysis, "analysis", metrics, ACCURACY_SCALE["analysis.json"])
             except (OSError, ValueError):
                 pass  # the run's accuracies still count; its analysis columns stay empty
         config = _read_config(here / "config.yaml")
@@ -212,8 +235,8 @@ def scan_runs(runs_dir: str | os.PathLike,
 def collect_runs(runs_dir: str | os.PathLike) -> list[dict]:
     """One record per finished run under ``runs_dir`` (see the module docstring): a dict with
     ``sweep``, ``variant``, ``stage``, ``seed``, ``path``, ``config`` and ``metrics`` (dotted key ->
-    number, or list of floats for per-class values). Unfinished runs are left out (:func:`scan_runs`
-    lists them). ``ReportError`` when ``runs_dir`` is not a folder."""
+    number, or list of floats for per-class values; accuracies in percent). Unfinished runs are left
+    out (:func:`scan_runs` lists them). ``ReportError`` when ``runs_dir`` is not a folder."""
     return scan_runs(runs_dir)[0]
 
 
@@ -295,6 +318,41 @@ def aggregate(records: Sequence[dict], metrics: Sequence[str] | None = None) -> 
     return rows
 
 
+def paired_differences(records: Sequence[dict], baseline: str, metrics: Sequence[str]) -> list[dict]:
+    """Seed-matched differences to the variant ``baseline``: runs with the same seed share the data order,
+    so the per-seed difference removes what the seed does to both.
+
+    Within each (sweep, stage) that has ``baseline``, for every other variant and every scalar metric of
+    ``metrics``: the differences ``variant - baseline`` over the seeds where both runs have the metric
+    (runs without a seed are left out). Returns one dict per (sweep, stage, variant, metric) with at least
+    one pair, sorted like :func:`aggregate`: ``sweep``, ``stage``, ``baseline``, ``variant``, ``metric``,
+    ``mean``, ``std`` (sample std, ddof=1; ``0.0`` for one pair) and ``pairs``.
+    """
+    by_seed: dict[tuple[str, str, str], dict[int, dict]] = {}
+    for rec in records:
+        if rec["seed"] is not None:
+            by_seed.setdefault((rec["sweep"], rec["stage"], rec["variant"]), {})[rec["seed"]] = rec["metrics"]
+    out = []
+    for (sweep, stage, variant), runs in sorted(by_seed.items(),
+                                                key=lambda kv: (kv[0][0], _stage_key(kv[0][1]), kv[0][2])):
+        base = by_seed.get((sweep, stage, baseline))
+        if base is None or variant == baseline:
+            continue
+        for metric in metrics:
+            diffs = [float(runs[seed][metric]) - float(base[seed][metric])
+                     for seed in sorted(set(runs) & set(base))
+                     if _is_scalar(runs[seed].get(metric)) and _is_scalar(base[seed].get(metric))]
+            if diffs:
+                mean, std = _mean_std(diffs)
+                out.append({"sweep": sweep, "stage": stage, "baseline": baseline, "variant": variant,
+                            "metric": metric, "mean": mean, "std": std, "pairs": len(diffs)})
+    return out
+
+
+def _is_scalar(value: Any) -> bool:
+    return isinstance(value, (int, float))
+
+
 # ----------------------------------------------------------------------------------- metric columns
 
 
@@ -325,25 +383,6 @@ def select_metrics(records: Sequence[dict],
             missing.append(name)
         chosen.extend(k for k in found if k not in chosen)
     return chosen, missing
-
-
-def _is_accuracy(key: str) -> bool:
-    return any("acc" in part or part in _ACC_PARTS for part in key.lower().split("."))
-
-
-def _percent_keys(records: Sequence[dict]) -> set[str]:
-    """Accuracy metrics stored as fractions: every finite value of every run in [0, 1]."""
-    values: dict[str, list[float]] = {}
-    for rec in records:
-        for key, value in rec["metrics"].items():
-            if _is_accuracy(key):
-                values.setdefault(key, []).extend(value if isinstance(value, list) else [float(value)])
-    out = set()
-    for key, vals in values.items():
-        finite = [v for v in vals if math.isfinite(v)]
-        if finite and all(0.0 <= v <= 1.0 for v in finite):
-            out.add(key)
-    return out
 
 
 # -------------------------------------------------------------------------------------- references
@@ -432,21 +471,21 @@ def _sections(rows: Sequence[dict]) -> list[tuple[tuple[str, str], list[dict]]]:
     return list(out.items())
 
 
-def format_markdown(rows: Sequence[dict], metrics: Sequence[str], percent: set[str] | frozenset = frozenset(),
-                    references: Sequence[dict] = (), notes: Sequence[str] = (),
-                    figures: dict | None = None) -> str:
+def format_markdown(rows: Sequence[dict], metrics: Sequence[str], references: Sequence[dict] = (),
+                    notes: Sequence[str] = (), figures: dict | None = None,
+                    paired: Sequence[dict] = ()) -> str:
     """The Markdown report: one table per (sweep, stage) of ``rows`` (from :func:`aggregate`), columns
-    ``metrics`` (those some row of the table has), ``mean ± std`` over seeds; metrics in ``percent``
-    are multiplied by 100 and shown with 2 decimals. ``references``: matched by :func:`match_reference`
-    into a ``published`` column. ``notes``: lines added at the end; ``figures``: (sweep, stage) -> list
-    of image paths relative to the report."""
+    ``metrics`` (those some row of the table has), ``mean ± std`` over seeds, accuracies (percent) with
+    2 decimals; then the ``paired`` entries (:func:`paired_differences`, :func:`format_paired_markdown`),
+    a definition of every column shown, and ``notes``. ``references``: matched by
+    :func:`match_reference` into a ``published`` column; ``figures``: (sweep, stage) -> list of image
+    paths relative to the report."""
     lines = ["# Results", "",
              "Mean ± sample std (ddof=1) over seeds; n = runs (seeds) per row, the std is not shown when "
-             "n = 1; [k/n]: the metric exists in k of the n runs. Accuracies (%) are fractions × 100.", ""]
+             "n = 1; [k/n]: the metric exists in k of the n runs. Accuracies are in percent (%).", ""]
     for (sweep, stage), section in _sections(rows):
         lines += [f"## {sweep}" + (f" / {stage}" if stage else ""), ""]
-        shown = [m for m in metrics if any(m in r["mean"] and not isinstance(r["mean"][m], list)
-                                           for r in section)]
+        shown = _scalar_columns(metrics, section)
         varying = [(k, label) for k, label in CONTEXT if len({repr(r.get(k)) for r in section}) > 1]
         fixed = [(k, label) for k, label in CONTEXT if (k, label) not in varying]
         if fixed:
@@ -456,14 +495,14 @@ def format_markdown(rows: Sequence[dict], metrics: Sequence[str], percent: set[s
         top1 = next((k for k in TOP1_KEYS if k in shown), None)
         header = ["variant"] + [label for _, label in varying] + ["n"]
         for m in shown:
-            header.append(f"{m} (%)" if m in percent else m)
+            header.append(f"{m} (%)" if _is_accuracy(m) else m)
             if published and m == top1:
                 header.append("published (%)")
         if published and top1 is None:
             header.append("published (%)")
         align = ["---"] * (1 + len(varying)) + ["--:"] * (len(header) - len(varying) - 1)
         lines += ["| " + " | ".join(_md(h) for h in header) + " |", "|" + "|".join(align) + "|"]
-        decimals = {m: 2 if m in percent or _is_accuracy(m)
+        decimals = {m: 2 if _is_accuracy(m)
                     else _decimals(r["mean"][m] for r in section if m in r["mean"]) for m in shown}
         used_refs: list[dict] = []
         other_backbone = False
@@ -480,7 +519,7 @@ def format_markdown(rows: Sequence[dict], metrics: Sequence[str], percent: set[s
                     marks.append(f"{float(ref['value']):.2f}{dagger}")
                 pub = "; ".join(marks)
             for m in shown:
-                cells.append(_cell(row, m, 100.0 if m in percent else 1.0, decimals[m]))
+                cells.append(_cell(row, m, decimals[m]))
                 if published and m == top1:
                     cells.append(pub)
             if published and top1 is None:
@@ -509,22 +548,66 @@ def format_markdown(rows: Sequence[dict], metrics: Sequence[str], percent: set[s
             lines.append("")
         for fig in (figures or {}).get((sweep, stage), []):
             lines += [f"![per-class accuracy]({fig})", ""]
+    if paired:
+        lines.append(format_paired_markdown(paired, metrics))
+    legend = [f"- `{m}`: {_definition(m)}." for m in _scalar_columns(metrics, rows)]
+    lines += ["## Metrics", ""] + legend + [""]
     if notes:
         lines += ["## Notes", ""] + [f"- {note}" for note in notes] + [""]
     return "\n".join(lines).rstrip() + "\n"
 
 
-def _cell(row: dict, metric: str, scale: float, decimals: int) -> str:
+def _scalar_columns(metrics: Sequence[str], rows: Sequence[dict]) -> list[str]:
+    """The metrics that some row has a number (not a per-class list) for."""
+    return [m for m in metrics if any(_is_scalar(r["mean"].get(m)) for r in rows)]
+
+
+def _definition(metric: str) -> str:
+    return metric_definition(metric) or "as the run recorded it (no definition in ammix.analysis.definitions)"
+
+
+def _cell(row: dict, metric: str, decimals: int) -> str:
     if metric not in row["mean"]:
         return "–"
-    mean, std, count = row["mean"][metric] * scale, row["std"][metric] * scale, row["count"][metric]
+    return _mean_std_text(row["mean"][metric], row["std"][metric], row["count"][metric], row["n"], decimals)
+
+
+def _mean_std_text(mean: float, std: float, count: int, total: int, decimals: int) -> str:
+    """``mean ± std`` (the std from 2 values on), ``[count/total]`` when some of the total lack it."""
     if not math.isfinite(mean):
         text = "nan"
     elif count >= 2:
         text = f"{mean:.{decimals}f} ± {std:.{decimals}f}"
     else:
         text = f"{mean:.{decimals}f}"
-    return text + (f" [{count}/{row['n']}]" if count < row["n"] else "")
+    return text + (f" [{count}/{total}]" if count < total else "")
+
+
+def format_paired_markdown(paired: Sequence[dict], metrics: Sequence[str]) -> str:
+    """Markdown tables of :func:`paired_differences`, one per (sweep, stage, baseline): a row per variant,
+    ``pairs`` (the most pairs of any metric), a column per metric of ``metrics`` that has pairs."""
+    tables: dict[tuple[str, str, str], dict[str, dict[str, dict]]] = {}
+    for diff in paired:
+        table = tables.setdefault((diff["sweep"], diff["stage"], diff["baseline"]), {})
+        table.setdefault(diff["variant"], {})[diff["metric"]] = diff
+    lines = []
+    for (sweep, stage, baseline), variants in tables.items():
+        shown = [m for m in metrics if any(m in cells for cells in variants.values())]
+        header = ["variant", "pairs"] + [f"{m} (pp)" if _is_accuracy(m) else m for m in shown]
+        title = f"## {sweep}" + (f" / {stage}" if stage else "") + f": paired differences to {baseline}"
+        lines += [title, "",
+                  f"Variant − {baseline} on the same seed (same data order): mean ± sample std over the "
+                  "pairs; pairs = seeds both runs have; accuracies in percentage points (pp).", "",
+                  "| " + " | ".join(_md(h) for h in header) + " |", "|---|" + "--:|" * (len(header) - 1)]
+        decimals = {m: 2 if _is_accuracy(m) else _decimals(c[m]["mean"] for c in variants.values() if m in c)
+                    for m in shown}
+        for variant, cells in variants.items():
+            pairs = max(d["pairs"] for d in cells.values())
+            texts = [_mean_std_text(cells[m]["mean"], cells[m]["std"], cells[m]["pairs"], pairs, decimals[m])
+                     if m in cells else "–" for m in shown]
+            lines.append("| " + " | ".join(_md(c) for c in [variant, str(pairs), *texts]) + " |")
+        lines.append("")
+    return "\n".join(lines)
 
 
 # ----------------------------------------------------------------------------------------------- CSV
@@ -539,8 +622,8 @@ def _num(value: float, count: int, is_std: bool = False) -> str:
 def write_csv(rows: Sequence[dict], metrics: Sequence[str], path: str | os.PathLike,
               references: Sequence[dict] = ()) -> Path:
     """One line per group: the keys, the context, ``n``, ``seeds`` (space-separated), then per metric
-    ``<metric>.mean`` and ``<metric>.std`` as stored (full precision; the std blank below 2 runs), and
-    ``published`` / ``published_source`` (percent, as in the paper)."""
+    ``<metric>.mean`` and ``<metric>.std`` (accuracies in percent, full precision; the std blank below
+    2 runs), and ``published`` / ``published_source`` (percent, as in the paper)."""
     path = Path(path)
     context = ["dataset", "imbalance_factor", "profile", "labels", "method", "model"]
     header = ["sweep", "stage", "variant", *context, "n", "seeds"]
@@ -569,7 +652,8 @@ def write_csv(rows: Sequence[dict], metrics: Sequence[str], path: str | os.PathL
 
 def write_runs_csv(records: Sequence[dict], metrics: Sequence[str], path: str | os.PathLike) -> Path:
     """One line per finished run: ``sweep``, ``stage``, ``variant``, ``seed``, then each metric's value as
-    stored (blank where the run lacks it); the numbers behind every mean ± std of ``report.csv``."""
+    read (accuracies in percent; blank where the run lacks it); the numbers behind every mean ± std of
+    ``report.csv``."""
     path = Path(path)
     order = sorted(records, key=lambda r: (r["sweep"], _stage_key(r["stage"]), r["variant"],
                                            -1 if r["seed"] is None else r["seed"]))
@@ -580,6 +664,18 @@ def write_runs_csv(records: Sequence[dict], metrics: Sequence[str], path: str | 
             values = [r["metrics"].get(m) for m in metrics]
             writer.writerow([r["sweep"], r["stage"], r["variant"], "" if r["seed"] is None else r["seed"],
                              *("" if v is None else repr(float(v)) for v in values)])
+    return path
+
+
+def write_paired_csv(paired: Sequence[dict], path: str | os.PathLike) -> Path:
+    """One line per :func:`paired_differences` entry, full precision; the std blank for one pair."""
+    path = Path(path)
+    with open(path, "w", newline="", encoding="utf-8") as f:
+        writer = csv.writer(f)
+        writer.writerow(["sweep", "stage", "baseline", "variant", "metric", "mean", "std", "pairs"])
+        for d in paired:
+            writer.writerow([d["sweep"], d["stage"], d["baseline"], d["variant"], d["metric"],
+                             _num(d["mean"], d["pairs"]), _num(d["std"], d["pairs"], True), d["pairs"]])
     return path
 
 
@@ -615,8 +711,7 @@ def _slug(text: str) -> str:
     return re.sub(r"[^A-Za-z0-9._-]+", "_", text).strip("_") or "runs"
 
 
-def write_figures(rows: Sequence[dict], out_dir: str | os.PathLike,
-                  percent: set[str] | frozenset = frozenset()) -> dict[tuple[str, str], list[Path]]:
+def write_figures(rows: Sequence[dict], out_dir: str | os.PathLike) -> dict[tuple[str, str], list[Path]]:
     """Per (sweep, stage) with per-class lists: a grouped bar chart of the mean per-class accuracy of
     each variant, std error bars (from 2 runs on), as ``per_class_<sweep>[_<stage>].png`` and ``.pdf``
     in ``out_dir``. Returns (sweep, stage) -> [png, pdf]."""
@@ -630,7 +725,6 @@ def write_figures(rows: Sequence[dict], out_dir: str | os.PathLike,
         if key is None:
             continue
         drawn = [r for r in section if isinstance(r["mean"].get(key), list)]
-        scale = 100.0 if key in percent else 1.0
         num_classes = max(len(r["mean"][key]) for r in drawn)
         x = np.arange(num_classes)
         width = 0.8 / len(drawn)
@@ -641,9 +735,9 @@ def write_figures(rows: Sequence[dict], out_dir: str | os.PathLike,
         for j, row in enumerate(drawn):
             mean = np.full(num_classes, np.nan)
             std = np.zeros(num_classes)
-            values = np.asarray(row["mean"][key], dtype=float) * scale
+            values = np.asarray(row["mean"][key], dtype=float)
             mean[: len(values)] = values
-            std[: len(values)] = np.asarray(row["std"][key], dtype=float) * scale
+            std[: len(values)] = np.asarray(row["std"][key], dtype=float)
             errors = std if row["count"][key] >= 2 else None
             ax.bar(x + (j - (len(drawn) - 1) / 2) * width, mean, width, yerr=errors, capsize=1.5,
                    label=f"{row['variant']} (n={row['count'][key]})", error_kw={"linewidth": 0.6})
@@ -651,7 +745,7 @@ def write_figures(rows: Sequence[dict], out_dir: str | os.PathLike,
         ax.set_xticks(x[::step])
         ax.set_xlim(-0.5, num_classes - 0.5)
         ax.set_xlabel("class")
-        ax.set_ylabel(f"{key} (%)" if scale != 1.0 else key)
+        ax.set_ylabel(f"{key} (%)" if _is_accuracy(key) else key)
         ax.set_title(f"{sweep}" + (f" / {stage}" if stage else "") + ": per-class mean over seeds ± std")
         ax.legend(fontsize="small", ncols=min(len(drawn), 4))
         ax.grid(axis="y", alpha=0.3)
@@ -668,14 +762,16 @@ def write_figures(rows: Sequence[dict], out_dir: str | os.PathLike,
 
 
 def report(runs_dir: str | os.PathLike, out_dir: str | os.PathLike | None = None,
-           metrics: Sequence[str] | None = None, *, echo: bool = True) -> dict[str, Any]:
+           metrics: Sequence[str] | None = None, *, baselines: Sequence[str] = (),
+           echo: bool = True) -> dict[str, Any]:
     """Aggregate the finished runs under ``runs_dir`` and write ``report.md``, ``report.csv``,
-    ``runs.csv``, ``per_class.csv`` (when there are per-class lists) and the figures (``figures/``)
-    into ``out_dir`` (default ``runs_dir/report``); print the Markdown when ``echo``.
+    ``runs.csv``, ``per_class.csv`` (when there are per-class lists), ``paired.csv`` (the seed-matched
+    differences to each variant of ``baselines``, :func:`paired_differences`) and the figures
+    (``figures/``) into ``out_dir`` (default ``runs_dir/report``); print the Markdown when ``echo``.
 
     Returns ``{"markdown": Path, "csv": Path, "runs_csv": Path, "per_class_csv": Path | None,
-    "figures": [Path, ...]}``.
-    ``ReportError`` when ``runs_dir`` is missing or holds no finished run.
+    "paired_csv": Path | None, "figures": [Path, ...]}``.
+    ``ReportError`` when ``runs_dir`` is missing or holds no finished run, or a baseline is no variant.
     """
     runs_dir = Path(runs_dir)
     out_dir = Path(out_dir) if out_dir is not None else runs_dir / "report"
@@ -683,14 +779,20 @@ def report(runs_dir: str | os.PathLike, out_dir: str | os.PathLike | None = None
     if not records:
         extra = f" ({len(unfinished)} unfinished)" if unfinished else ""
         raise ReportError(f"no finished runs (summary.json) under {runs_dir}{extra}")
+    variants = sorted({r["variant"] for r in records})
+    unknown = [b for b in baselines if b not in variants]
+    if unknown:
+        raise ReportError(f"baseline variant(s) {', '.join(unknown)} in no finished run; "
+                          f"variants: {', '.join(variants)}")
     columns, missing = select_metrics(records, metrics)
     list_keys = sorted({k for r in records for k, v in r["metrics"].items() if isinstance(v, list)})
     rows = aggregate(records, columns + [k for k in list_keys if k not in columns])
-    percent = _percent_keys(records)
+    scalar_columns = [m for m in columns if m not in list_keys]
+    paired = [d for baseline in baselines for d in paired_differences(records, baseline, scalar_columns)]
     references = load_references()
 
     out_dir.mkdir(parents=True, exist_ok=True)
-    figures = write_figures(rows, out_dir / "figures", percent)
+    figures = write_figures(rows, out_dir / "figures")
     notes = [f"{len(records)} finished run(s) from {runs_dir}."]
     if unfinished:
         shown = ", ".join(os.path.relpath(p, runs_dir) for p in unfinished[:20])
@@ -698,37 +800,68 @@ def report(runs_dir: str | os.PathLike, out_dir: str | os.PathLike | None = None
         notes.append(f"{len(unfinished)} unfinished run(s) left out (no summary.json): {shown}{more}.")
     if missing:
         notes.append(f"requested metric(s) found in no run: {', '.join(missing)}.")
+    unpaired = [b for b in baselines if not any(d["baseline"] == b for d in paired)]
+    if unpaired:
+        notes.append(f"baseline(s) without a seed-matched run of another variant: {', '.join(unpaired)}.")
     markdown = format_markdown(
-        rows, columns, percent, references, notes,
-        {k: [p.relative_to(out_dir).as_posix() for p in v if p.suffix == ".png"] for k, v in figures.items()})
+        rows, columns, references, notes,
+        {k: [p.relative_to(out_dir).as_posix() for p in v if p.suffix == ".png"] for k, v in figures.items()},
+        paired)
     md_path = out_dir / "report.md"
     md_path.write_text(markdown, encoding="utf-8")
-    scalar_columns = [m for m in columns if m not in list_keys]
     csv_path = write_csv(rows, scalar_columns, out_dir / "report.csv", references)
     runs_csv = write_runs_csv(records, scalar_columns, out_dir / "runs.csv")
     per_class = _write_per_class_csv(rows, out_dir / "per_class.csv")
+    paired_csv = write_paired_csv(paired, out_dir / "paired.csv") if baselines else None
     if echo:
         print(markdown, end="")
     return {"markdown": md_path, "csv": csv_path, "runs_csv": runs_csv, "per_class_csv": per_class,
-            "figures": [p for paths in figures.values() for p in paths]}
+            "paired_csv": paired_csv, "figures": [p for paths in figures.values() for p in paths]}
 
 
 # ----------------------------------------------------------------------------------------------- CLI
 
+DESCRIPTION = """\
+Tables of mean ± std over seeds, and figures, from a folder of finished runs:
+
+  ammix report runs/lt-cifar100
+  ammix report runs --metrics last.acc 'analysis.*' --baseline ce --out results/
+
+Reads every run folder under RUNS_DIR (laid out RUNS_DIR/<sweep>/<variant>/seed<S>[/<stage>], as
+`ammix sweep` writes them): its summary.json (accuracies in percent), analysis.json (collapse metrics,
+from `ammix analyze` or a sweep; its accuracy fractions are shown × 100) and config.yaml. A run without
+summary.json is unfinished: left out and listed.
+
+Writes into --out (default RUNS_DIR/report) and prints report.md: one table per sweep and stage, a row
+per variant (mean ± sample std over seeds), published numbers beside the top-1 accuracy where the
+dataset and setting match, a definition of every column shown; report.csv (the same, full
+precision), runs.csv (every run's values), per_class.csv and figures/ (per-class accuracy bars), and
+with --baseline paired.csv (differences to the baseline, seed by seed).
+
+Exit status 2, with one line, for a missing or empty folder or an unknown --baseline variant.
+"""
+
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """The arguments of ``ammix report``."""
-    parser.add_argument("runs_dir", type=Path, help="runs folder (RUNS/<sweep>/<variant>/seed<S>[/<stage>])")
-    parser.add_argument("--out", type=Path, default=None, help="output folder (default: RUNS_DIR/report)")
+    parser.add_argument("runs_dir", type=Path, metavar="RUNS_DIR",
+                        help="a folder of runs: a runs folder, one sweep's folder, or a single run")
+    parser.add_argument("--out", type=Path, default=None, metavar="FOLDER",
+                        help="where the report goes (default: RUNS_DIR/report)")
     parser.add_argument("--metrics", nargs="+", default=None, metavar="KEY",
-                        help="metric columns, dotted keys or patterns (e.g. last.acc 'analysis.*'); "
-                             "default: the preferred list, those present")
+                        help="the metric columns: dotted keys or patterns, e.g. last.acc 'analysis.*' "
+                             "(default: those of " + ", ".join(names[0] for names in PREFERRED_METRICS)
+                             + " that the runs have)")
+    parser.add_argument("--baseline", nargs="+", default=[], metavar="VARIANT",
+                        help="also compare every other variant with VARIANT seed by seed (same seed, "
+                             "same data order): mean ± std of the per-seed differences, per column, in "
+                             "report.md and paired.csv")
 
 
 def run(args: argparse.Namespace) -> int:
     """``ammix report``: 0 on success, 2 (one line on stderr) for a missing or empty runs folder."""
     try:
-        paths = report(args.runs_dir, args.out, args.metrics)
+        paths = report(args.runs_dir, args.out, args.metrics, baselines=args.baseline)
     except ReportError as err:
         print(f"ammix report: {err}", file=sys.stderr)
         return 2

@@ -18,7 +18,9 @@ cross-entropy) and ``finetune`` (all weights, fine labels, plain cross-entropy);
 
 A plain training config can be swept too: ``ammix sweep CONFIG --methods ce am_mixup --seeds 0 1``.
 Runs write ``RUNS/<name>/<variant>/seed<S>[/<stage>]``. A finished run (summary.json) is skipped, an
-interrupted one (last.pt) resumed, so a sweep can be stopped and started again at any point.
+interrupted one (last.pt) resumed, so a sweep can be stopped and started again at any point. A run
+folder made with another config (its config.yaml differs from the config the run would use now, by
+the rule ``--resume`` applies) is refused, never reused: give the changed sweep its own ``--name``.
 """
 
 from __future__ import annotations
@@ -33,6 +35,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import yaml
+
+from ammix.engine import apply_overrides, config_from_dict, read_yaml
+from ammix.engine.loop import config_changes
 
 from .analyze import analyze_run
 
@@ -159,6 +164,30 @@ def is_finished(run_dir: Path) -> bool:
     return (run_dir / "summary.json").is_file()
 
 
+def resolved_config(config: Path, run: Run) -> dict:
+    """The resolved config (nested dict) that the run's `ammix train` command would use."""
+    return config_from_dict(apply_overrides(read_yaml(config), override_args(run.overrides))).to_dict()
+
+
+def check_reused_runs(sweep: Sweep, runs: list[Run]) -> None:
+    """Refuse (``SweepError``) to skip or resume a run whose folder was made with another config."""
+    mismatched = []
+    for run in runs:
+        saved = run.run_dir / "config.yaml"
+        reused = is_finished(run.run_dir) or (run.run_dir / "last.pt").is_file()
+        if reused and saved.is_file():
+            changes = config_changes(read_yaml(saved), resolved_config(sweep.config, run))
+            if changes:
+                mismatched.append((run, changes))
+    if mismatched:
+        run, changes = mismatched[0]
+        more = f" (and {len(mismatched) - 1} more run(s))" if len(mismatched) > 1 else ""
+        raise SweepError(
+            f"{run.run_dir} was made with another config ({'; '.join(changes)}){more}; give this sweep "
+            f"its own folder with --name NAME, or delete the old run folders to run them again"
+        )
+
+
 def train_command(config: Path, run: Run) -> list[str]:
     """The `ammix train` command of a run: resume when it has a checkpoint, else start it."""
     resume = ["--resume"] if (run.run_dir / "last.pt").is_file() else ["--fresh"]
@@ -232,31 +261,35 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--dry-run", action="store_true", help="print the commands and exit")
 
 
-def run(args: argparse.Namespace) -> int:
-    try:
-        sweep = load_sweep(args.spec, args.methods, args.seeds)
-    except SweepError as err:
-        print(f"ammix sweep: {err}", file=sys.stderr)
-        return 2
+def sweep_from_args(args: argparse.Namespace) -> Sweep:
+    """The sweep that the command line asks for; ``SweepError`` for a mistake in it."""
+    sweep = load_sweep(args.spec, args.methods, args.seeds)
     for item in args.set:
         key, sep, value = item.partition("=")
         if not sep:
-            print(f"ammix sweep: --set expects KEY=VALUE, got {item!r}", file=sys.stderr)
-            return 2
+            raise SweepError(f"--set expects KEY=VALUE, got {item!r}")
         sweep.overrides[key] = yaml.safe_load(value)
     sweep.name = args.name or sweep.name
     if args.only:
         unknown = [v for v in args.only if v not in sweep.variants]
         if unknown:
-            print(f"ammix sweep: unknown variant(s) {', '.join(unknown)}; known: {', '.join(sweep.variants)}",
-                  file=sys.stderr)
-            return 2
+            raise SweepError(f"unknown variant(s) {', '.join(unknown)}; known: {', '.join(sweep.variants)}")
         sweep.variants = {v: sweep.variants[v] for v in args.only}
     if args.jobs < 1:
-        print("ammix sweep: --jobs must be >= 1", file=sys.stderr)
+        raise SweepError("--jobs must be >= 1")
+    return sweep
+
+
+def run(args: argparse.Namespace) -> int:
+    try:
+        sweep = sweep_from_args(args)
+        planned_runs = plan_runs(sweep, args.runs_dir)
+        check_reused_runs(sweep, planned_runs)
+    except SweepError as err:
+        print(f"ammix sweep: {err}", file=sys.stderr)
         return 2
     if args.dry_run:
-        for planned in plan_runs(sweep, args.runs_dir):
+        for planned in planned_runs:
             state = "finished" if is_finished(planned.run_dir) else "to run"
             print(f"[{state}] " + " ".join(train_command(sweep.config, planned)))
         return 0
