@@ -42,6 +42,9 @@ METRIC_DEFINITIONS: dict[str, str] = {
                   "lower = more even margins",
     "margin_ratio": "smallest / largest class margin (see margin_min); 1 = all equal, negative when "
                     "some centroid is misclassified",
+    # metrics.jsonl (ammix.experiments.curves)
+    "tail_range": "max - min of the balanced test accuracy over the evaluations in the last 20% of the "
+                  "epochs (points); below 1: the run reached its plateau",
     "ece": "expected calibration error: over 15 equal-width bins of the max softmax probability, the sum "
            "of |accuracy - mean confidence| weighted by the bin's share of test images (in [0, 1])",
 }
@@ -51,6 +54,7 @@ METRIC_SOURCES: dict[str, str] = {
     "last": "summary.json, last evaluation",
     "best": "summary.json, the evaluation with the best train.best_metric",
     "analysis": "analysis.json, the last checkpoint",
+    "curve": "metrics.jsonl, the learning curve",
 }
 
 #: An ``analysis.fine_<key>`` metric: ``<key>`` against the fine labels, for a run trained on coarse ones.

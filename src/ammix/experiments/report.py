@@ -64,6 +64,8 @@ import yaml
 
 from ammix.analysis.definitions import metric_definition
 
+from .curves import learning_curve, plot_learning_curves, tail_range
+
 __all__ = [
     "ACCURACY_SCALE",
     "PREFERRED_METRICS",
@@ -98,6 +100,7 @@ PREFERRED_METRICS: tuple[tuple[str, ...], ...] = (
     ("analysis.uniformity",),
     ("analysis.neighbour_uniformity",),
     ("analysis.margin_ratio",),
+    ("curve.tail_range",),
     ("wall_time_s", "time.wall_s"),
 )
 
@@ -225,6 +228,9 @@ def scan_runs(runs_dir: str | os.PathLike,
                 _flatten(analysis, "analysis", metrics, ACCURACY_SCALE["analysis.json"])
             except (OSError, ValueError):
                 pass  # the run's accuracies still count; its analysis columns stay empty
+        span = tail_range(*learning_curve(here))
+        if span is not None:
+            metrics["curve.tail_range"] = span
         config = _read_config(here / "config.yaml")
         sweep, variant, stage, seed = _group_keys(rel, runs_dir, config)
         records.append({"sweep": sweep, "variant": variant, "stage": stage, "seed": seed,
@@ -793,6 +799,8 @@ def report(runs_dir: str | os.PathLike, out_dir: str | os.PathLike | None = None
 
     out_dir.mkdir(parents=True, exist_ok=True)
     figures = write_figures(rows, out_dir / "figures")
+    for key, path in plot_learning_curves(records, out_dir / "figures").items():
+        figures.setdefault(key, []).append(path)
     notes = [f"{len(records)} finished run(s) from {runs_dir}."]
     if unfinished:
         shown = ", ".join(os.path.relpath(p, runs_dir) for p in unfinished[:20])

@@ -1,0 +1,81 @@
+"""Learning curves of finished runs, and the plateau check that says whether a run was long enough.
+
+A run counts as converged when its balanced test accuracy, over the evaluations in the last 20% of its
+epochs, moves by less than :data:`PLATEAU_POINTS` (max - min, in points). ``ammix report`` adds that
+range to every run as ``curve.tail_range`` and draws the curves of each sweep.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from pathlib import Path
+
+from ..engine.rundir import read_metrics
+
+CURVE_METRIC = "balanced_acc"
+TAIL_FRACTION = 0.2
+PLATEAU_POINTS = 1.0
+
+
+def learning_curve(run_dir: str | os.PathLike, metric: str = CURVE_METRIC) -> tuple[list[int], list[float]]:
+    """The (epochs, values) of ``metric`` at each evaluation recorded in the run's metrics.jsonl."""
+    points = [(m["epoch"], float(m[metric])) for m in read_metrics(Path(run_dir))
+              if m.get(metric) is not None]
+    return [e for e, _ in points], [v for _, v in points]
+
+
+def tail_range(epochs: Sequence[int], values: Sequence[float],
+               fraction: float = TAIL_FRACTION) -> float | None:
+    """max - min of the values evaluated in the last ``fraction`` of the epochs (``None`` without
+    two such evaluations: too few to tell a plateau)."""
+    if not epochs:
+        return None
+    start = max(epochs) * (1.0 - fraction)
+    tail = [v for e, v in zip(epochs, values, strict=True) if e >= start]
+    return max(tail) - min(tail) if len(tail) >= 2 else None
+
+
+def plot_learning_curves(records: Sequence[dict], out_dir: str | os.PathLike) -> dict[tuple[str, str], Path]:
+    """Per (sweep, stage): one panel per variant, a line per seed of the balanced test accuracy, the
+    last 20% of epochs shaded; ``curves_<sweep>[_<stage>].png``. Returns (sweep, stage) -> path."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    groups: dict[tuple[str, str], dict[str, list[dict]]] = {}
+    for record in records:
+        variants = groups.setdefault((record["sweep"], record["stage"]), {})
+        variants.setdefault(record["variant"], []).append(record)
+    written = {}
+    for (sweep, stage), variants in sorted(groups.items()):
+        drawn = {variant: [(run["seed"], learning_curve(run["path"])) for run in runs]
+                 for variant, runs in variants.items()}
+        if not any(epochs for runs in drawn.values() for _, (epochs, _) in runs):
+            continue  # no run of this group recorded an evaluation
+        columns = min(4, len(variants))
+        rows = -(-len(variants) // columns)
+        fig = Figure(figsize=(3.2 * columns, 2.4 * rows), layout="constrained")
+        FigureCanvasAgg(fig)
+        axes = fig.subplots(rows, columns, squeeze=False, sharey=True)
+        for ax, (variant, runs) in zip(axes.flat, sorted(drawn.items()), strict=False):
+            last_epoch = 0
+            for seed, (epochs, values) in sorted(runs, key=lambda r: (r[0] is None, r[0])):
+                ax.plot(epochs, values, linewidth=1.0, label=f"seed {seed}")
+                last_epoch = max([last_epoch, *epochs])
+            ax.axvspan(last_epoch * (1 - TAIL_FRACTION), last_epoch, color="0.9", zorder=0)
+            ax.set_title(variant, fontsize="medium")
+            ax.set_xlabel("epoch")
+            ax.grid(alpha=0.3)
+        for ax in axes[:, 0]:
+            ax.set_ylabel("balanced test acc (%)")
+        for ax in list(axes.flat)[len(variants):]:
+            ax.set_visible(False)
+        axes.flat[0].legend(fontsize="x-small")
+        fig.suptitle(f"{sweep}" + (f" / {stage}" if stage else "")
+                     + f": learning curves (shaded: the last {TAIL_FRACTION:.0%} of epochs)")
+        stem = "curves_" + "".join(c if c.isalnum() or c in "._-" else "_" for c in sweep)
+        path = Path(out_dir) / (stem + (f"_{stage}" if stage else "") + ".png")
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fig.savefig(path, dpi=120)
+        written[(sweep, stage)] = path
+    return written

@@ -1,0 +1,52 @@
+"""Learning curves and the plateau check (`ammix.experiments.curves`), and their place in the report."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import yaml
+
+from ammix.experiments import curves
+from ammix.experiments import report as rep
+
+
+def _write_curve(folder, values, seed=0, eval_every=2):
+    """A finished run whose metrics.jsonl holds balanced accuracies every `eval_every` epochs."""
+    folder.mkdir(parents=True)
+    lines = []
+    for i, value in enumerate(values, start=1):
+        lines.append({"epoch": i, "train_loss": 1.0})
+        if i % eval_every == 0:
+            lines[-1]["balanced_acc"] = value
+    (folder / "metrics.jsonl").write_text("".join(json.dumps(line) + "\n" for line in lines) + '{"epo')
+    (folder / "config.yaml").write_text(yaml.safe_dump({"seed": seed, "mixing": {"method": "ce"}}))
+    (folder / "summary.json").write_text(json.dumps({"last": {"acc": values[-1]}}))
+
+
+def test_tail_range_over_the_last_fifth_of_the_epochs():
+    epochs = list(range(2, 21, 2))  # 2, 4, ..., 20: the tail starts at epoch 16
+    values = [10.0, 20, 30, 40, 50, 60, 70, 75.5, 75.0, 76.0]
+    assert curves.tail_range(epochs, values) == pytest.approx(1.0)  # 75.5, 75.0, 76.0
+    assert curves.tail_range(epochs, values, fraction=0.5) == pytest.approx(26.0)  # from epoch 10: 50 .. 76
+    assert curves.tail_range([10], [5.0]) is None  # one evaluation cannot show a plateau
+    assert curves.tail_range([], []) is None
+
+
+def test_learning_curve_reads_evaluations_and_skips_a_torn_line(tmp_path):
+    _write_curve(tmp_path / "run", [1.0, 2.0, 3.0, 4.0, 5.0, 6.0])
+    assert curves.learning_curve(tmp_path / "run") == ([2, 4, 6], [2.0, 4.0, 6.0])
+
+
+def test_report_adds_the_tail_range_and_draws_the_curves(tmp_path, capsys):
+    root = tmp_path / "runs"
+    _write_curve(root / "lt" / "ce" / "seed0", [50.0] * 8 + [70.0, 71.0], seed=0)  # tail: epochs 8, 10
+    _write_curve(root / "lt" / "ce" / "seed1", [50.0] * 8 + [70.0, 73.5], seed=1)
+    out = rep.report(root, tmp_path / "out", echo=False)
+    runs = {r["seed"]: r for r in rep.collect_runs(root)}
+    assert runs[0]["metrics"]["curve.tail_range"] == pytest.approx(21.0)  # epoch 8: 50, epoch 10: 71
+    assert runs[1]["metrics"]["curve.tail_range"] == pytest.approx(23.5)
+    assert (tmp_path / "out" / "figures" / "curves_lt.png") in out["figures"]
+    markdown = out["markdown"].read_text()
+    assert "figures/curves_lt.png" in markdown
+    assert "curve.tail_range" in markdown and "reached its plateau" in markdown
