@@ -19,6 +19,7 @@ from ammix.analysis import (
     group_accuracy,
     intra_class_spread,
     margin_to_boundary,
+    midpoint_third_class_share,
     min_centroid_distance,
     neighbour_uniformity,
     per_class_accuracy,
@@ -391,3 +392,28 @@ def test_plot_feature_map_on_axes():
     assert data.shape == (20, 20) and float(data.min()) >= 0.5 - 1e-9 and float(data.max()) <= 1.0
     with pytest.raises(ValueError):
         plot_feature_map(ax, torch.randn(5, 3), torch.zeros(5, dtype=torch.long), torch.nn.Linear(3, 2))
+
+
+def test_midpoint_third_class_share_counts_midpoints_in_a_third_region():
+    # Three classes on a line: 0 at -2, 1 at 0, 2 at +2; the head predicts the nearest of the three.
+    # Three classes on a line, the head predicts the nearest of -2, 0, 2 (logit -(x - c)^2 + x^2).
+    features, labels = torch.tensor([[-2.2], [0.0], [2.2]]), torch.tensor([0, 1, 2])
+    weight, bias = torch.tensor([[-2.0], [0.0], [2.0]]), torch.tensor([-2.0, 0.0, -2.0])
+    # midpoints: (0, 1) -> -1.1, class 0; (1, 2) -> 1.1, class 2; (0, 2) -> 0, class 1: a third class
+    assert midpoint_third_class_share(features, labels, weight, bias) == pytest.approx(1 / 3)
+    # In 2-D with the three classes on a triangle, no midpoint lies in the third region.
+    angles = torch.tensor([0.0, 2.0944, 4.1888])
+    corners = torch.stack([angles.cos(), angles.sin()], 1)
+    assert midpoint_third_class_share(corners, labels, corners) == 0.0
+    with pytest.raises(ValueError, match="two classes"):
+        midpoint_third_class_share(features, torch.zeros(3, dtype=torch.long), weight, bias)
+
+
+def test_midpoint_third_class_share_samples_pairs_when_there_are_many():
+    g = torch.Generator().manual_seed(0)
+    features, labels = torch.randn(300, 2, generator=g), torch.randint(0, 4, (300,), generator=g)
+    weight = torch.randn(4, 2, generator=g)
+    exact = midpoint_third_class_share(features, labels, weight, max_pairs=10**6)
+    sampled = midpoint_third_class_share(features, labels, weight, max_pairs=5000,
+                                         generator=torch.Generator().manual_seed(1))
+    assert 0.0 < exact < 1.0 and sampled == pytest.approx(exact, abs=0.03)

@@ -42,6 +42,8 @@ METRIC_DEFINITIONS: dict[str, str] = {
                   "lower = more even margins",
     "margin_ratio": "smallest / largest class margin (see margin_min); 1 = all equal, negative when "
                     "some centroid is misclassified",
+    "midpoint_third_class": "share of inter-class test pairs whose feature midpoint the head assigns to a "
+                            "third class (AM-mixup's single-side labels there contradict the head)",
     # metrics.jsonl (ammix.experiments.curves)
     "tail_range": "max - min of the balanced test accuracy over the evaluations in the last 20% of the "
                   "epochs (points); below 1: the run reached its plateau",

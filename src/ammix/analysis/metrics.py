@@ -386,6 +386,41 @@ def margin_to_boundary(
     return dist.min(1).values
 
 
+def midpoint_third_class_share(
+    features: torch.Tensor,
+    labels: torch.Tensor,
+    weight: torch.Tensor,
+    bias: torch.Tensor | None = None,
+    max_pairs: int = 20_000,
+    generator: torch.Generator | None = None,
+) -> float:
+    """Share of inter-class midpoints that a linear head assigns to a third class.
+
+    For pairs ``(i, j)`` with ``y_i != y_j`` (every such pair when there are at most ``max_pairs``,
+    else ``max_pairs`` drawn uniformly with ``generator``), the midpoint ``(f_i + f_j) / 2`` is
+    classified by ``weight`` / ``bias``; returns the fraction whose prediction is neither ``y_i`` nor
+    ``y_j``. AM-mixup labels such a near-midpoint feature ``y_i``: where this share is large, its
+    single-side labels contradict the head's own regions (in a 2-D feature with many classes, most
+    midpoints cross a third class's region; with ``D >= C - 1`` they need not).
+    """
+    x = _as_features(features).to(torch.float64)
+    y = _as_labels(labels, x.shape[0])
+    w = torch.as_tensor(weight).detach().to(x)
+    b = x.new_zeros(w.shape[0]) if bias is None else torch.as_tensor(bias).detach().to(x)
+    n = x.shape[0]
+    if n * (n - 1) <= max_pairs:
+        i, j = torch.triu_indices(n, n, offset=1)
+    else:
+        i = torch.randint(n, (max_pairs,), generator=generator)
+        j = torch.randint(n, (max_pairs,), generator=generator)
+    inter = y[i] != y[j]
+    i, j = i[inter], j[inter]
+    if len(i) == 0:
+        raise ValueError("midpoint_third_class_share needs samples of at least two classes")
+    predicted = (((x[i] + x[j]) / 2) @ w.T + b).argmax(1)
+    return float(((predicted != y[i]) & (predicted != y[j])).double().mean())
+
+
 # --------------------------------------------------------------------------------------------------
 # predictions
 
@@ -465,7 +500,7 @@ REPORT_KEYS = (
     "mean_centroid_distance",
     "feature_norm",
 )
-HEAD_KEYS = ("margin_min", "margin_mean", "margin_std", "margin_ratio")
+HEAD_KEYS = ("margin_min", "margin_mean", "margin_std", "margin_ratio", "midpoint_third_class")
 LOGIT_KEYS = ("ece", "accuracy", "balanced_accuracy")
 
 
@@ -502,7 +537,8 @@ def collapse_report(
 
     With ``head`` (margins of the raw class centroids, :func:`margin_to_boundary`):
     ``margin_min``, ``margin_mean``, ``margin_std`` (population std over classes) and ``margin_ratio``
-    = min / max (1 = perfectly balanced; negative when some centroid is misclassified).
+    = min / max (1 = perfectly balanced; negative when some centroid is misclassified);
+    ``midpoint_third_class``: :func:`midpoint_third_class_share` (pairs drawn with a fixed seed).
 
     With ``logits``: ``ece`` (:func:`expected_calibration_error`, 15 bins), ``accuracy`` and
     ``balanced_accuracy`` (:func:`balanced_accuracy`).
@@ -531,6 +567,8 @@ def collapse_report(
         report["margin_mean"] = float(m.mean())
         report["margin_std"] = float(m.std(correction=0))
         report["margin_ratio"] = float(m.min()) / mx if mx != 0 else math.nan
+        report["midpoint_third_class"] = _or_nan(
+            midpoint_third_class_share, x, y, weight, bias, generator=torch.Generator().manual_seed(0))
     if logits is not None:
         lg = torch.as_tensor(logits).detach()
         report["ece"] = _or_nan(expected_calibration_error, lg, y)

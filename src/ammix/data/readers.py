@@ -464,12 +464,16 @@ def read_fashion_mnist(roots: Sequence[Path], train: bool, download: bool = Fals
 
 
 # ------------------------------------------------------------------------------------------ digits
-def read_digits(train: bool, *, test_fraction: float = 0.25, split_seed: int = 0) -> ImageDataset:
+def read_digits(train: bool, *, test_fraction: float = 0.25, split_seed: int = 0,
+                num_classes: int = 10) -> ImageDataset:
     """scikit-learn's 8x8 digits (1797 images), values 0..16 scaled to 0..255 uint8, 1 channel.
 
     The set has no official split: a stratified ``train_test_split`` with ``test_fraction`` and
     ``split_seed`` makes one. mean/std are the statistics of all 1797 images. No hierarchy.
+    ``num_classes`` keeps the digits ``0 .. num_classes - 1`` (the paper's 2-D toy has 4 classes).
     """
+    if not (isinstance(num_classes, int) and 2 <= num_classes <= 10):
+        raise ValueError(f"digits option num_classes must be an integer in [2, 10], got {num_classes!r}")
     from sklearn.datasets import load_digits
     from sklearn.model_selection import train_test_split
 
@@ -481,6 +485,8 @@ def read_digits(train: bool, *, test_fraction: float = 0.25, split_seed: int = 0
     mean, std = channel_stats(images)
     idx_train, idx_test = train_test_split(np.arange(len(labels)), test_size=test_fraction,
                                            stratify=bunch.target, random_state=int(split_seed))
-    idx = torch.from_numpy(np.sort(idx_train if train else idx_test))
-    return ImageDataset(images[idx], labels[idx], [str(i) for i in range(10)], mean=mean, std=std,
-                        name="digits")
+    idx = np.sort(idx_train if train else idx_test)
+    idx = torch.from_numpy(idx[bunch.target[idx] < num_classes])
+    name = "digits" if num_classes == 10 else f"digits-{num_classes}"
+    return ImageDataset(images[idx], labels[idx], [str(i) for i in range(num_classes)], mean=mean, std=std,
+                        name=name)

@@ -48,8 +48,8 @@ def _fashion_mnist(root, train, download) -> ImageDataset:
     return read_fashion_mnist(data_roots(root), train, download)
 
 
-def _digits(root, train, download, *, test_fraction=0.25, split_seed=0) -> ImageDataset:
-    return read_digits(train, test_fraction=test_fraction, split_seed=split_seed)
+def _digits(root, train, download, *, test_fraction=0.25, split_seed=0, num_classes=10) -> ImageDataset:
+    return read_digits(train, test_fraction=test_fraction, split_seed=split_seed, num_classes=num_classes)
 
 
 def _synthetic(root, train, download, *, num_coarse=4, fine_per_coarse=2, samples_per_class=100,
@@ -144,7 +144,8 @@ def load_dataset(name: str, root: str | os.PathLike | None = None, train: bool =
     - ``cifar10-jpeg``: ``cache_dir``, ``cache`` (the JPEG re-encode; label results "CIFAR-10 (JPEG
       re-encode)").
     - ``mini-cifar``: ``source`` (``"cifar10"`` or ``"cifar10-jpeg"``), ``cache_dir``.
-    - ``digits``: ``test_fraction``, ``split_seed``. ``synthetic``: see :func:`make_synthetic`.
+    - ``digits``: ``test_fraction``, ``split_seed``, ``num_classes`` (keep digits ``0 .. k-1``).
+      ``synthetic``: see :func:`make_synthetic`.
     - ``image-folder``: ``root/{train,test}/<class>/<image>``; ``train_dir``, ``test_dir``, ``name``,
       ``grayscale``, ``image_size``, ``cache``, ``cache_dir``.
     - ``*-lt`` (``cifar10-lt``, ``cifar100-lt``, ``cifar10-jpeg-lt``, ``mini-cifar-lt``): the base's

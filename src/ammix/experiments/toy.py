@@ -37,7 +37,7 @@ from .sweep import override_args, with_method_section
 
 TOY_KEYS = {"name", "config", "variants", "settings", "quick"}
 TABLE_METRICS = ("acc", "balanced_acc", "alignment", "uniformity", "neighbour_uniformity", "feature_norm",
-                 "margin_ratio")
+                 "margin_ratio", "midpoint_third_class")
 
 
 class ToyError(ValueError):
