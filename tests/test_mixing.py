@@ -308,7 +308,7 @@ def test_manifold_mixup_at_each_stage_equals_manual_mixing(layer):
     model = build_model("small_cnn", 4, in_channels=1, feature_dim=3).eval()
     x, labels = torch.randn(5, 1, 8, 8), torch.tensor([0, 1, 2, 3, 0])
     mm = ManifoldMixup(4, layers=(layer,), generator=gen(11))
-    out = mixed_forward(model, x, labels, mm)
+    out = mixed_forward(model, x, labels, mm, epoch=0.0)
     g = gen(11)
     torch.randint(1, (1,), generator=g)  # the layer draw
     lam = sample_beta(2.0, g)
@@ -344,8 +344,18 @@ def test_mixed_forward_feature_site_with_clean_loss():
 
 def test_mixed_forward_without_clean_loss_and_with_ce():
     model = build_model("small_cnn", 4, in_channels=1)
-    out = mixed_forward(model, torch.randn(7, 1, 8, 8), LABELS, NoMixing(4))
+    out = mixed_forward(model, torch.randn(7, 1, 8, 8), LABELS, NoMixing(4), epoch=0.0)
     assert out.clean_logits is None and out.logits.shape == (7, 4)
+
+
+def test_am_mixup_and_mixed_forward_require_the_epoch():
+    # Without it AM-mixup would run at lam(0) = 1: plain cross-entropy, silently.
+    am = AsymptoticMidpointMixup(4, gamma=0.5, generator=gen())
+    model = build_model("small_cnn", 4, in_channels=1, feature_dim=2)
+    with pytest.raises(TypeError, match="missing 1 required positional argument: 'epoch'"):
+        am(torch.randn(7, 2), LABELS)
+    with pytest.raises(TypeError, match="missing 1 required positional argument: 'epoch'"):
+        mixed_forward(model, torch.randn(7, 1, 8, 8), LABELS, NoMixing(4))
 
 
 def test_soft_cross_entropy_equals_torch_on_one_hot_targets():

@@ -1,9 +1,10 @@
 """The mixing methods: AM-mixup and the baselines it is compared with.
 
 Each method is a small callable, ``mixer(x, labels, epoch=e) -> (x_mixed, targets)``, where
-``targets`` are probabilities (B' x C). It knows where it acts through ``choose_stage(num_stages)``:
-0 is the input, ``k`` the output of stage ``k``, ``num_stages`` the final feature (see
-``ammix.mixing.forward.mixed_forward``, which runs a staged model with a mixer).
+``targets`` are probabilities (B' x C). AM-mixup needs ``epoch`` (its lam depends on it, and lam(0) = 1
+would mix nothing); the other methods accept it and ignore it. A method knows where it acts through
+``choose_stage(num_stages)``: 0 is the input, ``k`` the output of stage ``k``, ``num_stages`` the final
+feature (see ``ammix.mixing.forward.mixed_forward``, which runs a staged model with a mixer).
 """
 
 from __future__ import annotations
@@ -268,7 +269,7 @@ class AsymptoticMidpointMixup(_Mixer):
         _require(self.stage <= num_stages, f"site {self.stage} is beyond the model's {num_stages} stages")
         return self.stage
 
-    def __call__(self, x, labels, epoch: float = 0.0):
+    def __call__(self, x, labels, epoch: float):
         targets = self._one_hot(labels, x)
         lam = self.lam(epoch)
         if self.pairing == "drop":
