@@ -66,7 +66,8 @@ def main() -> None:
         "torch": torch.__version__,
         "batch_size": args.batch_size,
         "method": args.method,
-        "models": {name: bench_model(name, args.method, args.batch_size, args.steps, args.rounds) for name in SHAPES},
+        "models": {name: bench_model(name, args.method, args.batch_size, args.steps, args.rounds)
+                   for name in SHAPES},
     }
     print(json.dumps(result, indent=2))
     args.out.parent.mkdir(parents=True, exist_ok=True)

@@ -63,8 +63,10 @@ def main() -> None:
     x = torch.randn(args.batch_size, 3, 32, 32, device=device)
     y = torch.randint(0, 10, (args.batch_size,), device=device)
     counts = [5000, 2997, 1796, 1077, 645, 387, 232, 139, 83, 50]  # CIFAR-10-LT IF 100
+    options = {"am_mixup": {"gamma": 0.95}}  # its schedule needs gamma or the run's length
     mixers = {
-        name: build_mixer(name, 10, class_counts=counts, generator=torch.Generator().manual_seed(0))
+        name: build_mixer(name, 10, class_counts=counts, generator=torch.Generator().manual_seed(0),
+                          **options.get(name, {}))
         for name in MIXERS
     }
     for mixer in mixers.values():  # warm-up

@@ -8,7 +8,8 @@
 # runs-gpu/ (finished ones need only their summary.json) are skipped.
 # docs/results.md: two calls on one H200, `gpu_reproduction.sh gpudata OUT 440`, then with the first
 # call's runs-gpu/ carried back (less its coarse-to-fine runs, made with an earlier ResNet-32 config)
-# `... 250`; the reports were made from the unpacked runs.
+# `... 250`; the reports were made from the unpacked runs. The ablation then ran as
+# `sweep configs/sweeps/ablation-lt-cpu.yaml --seeds 0 1 2`: the same runs as the renamed file below.
 set -u
 root=${1:?usage: gpu_reproduction.sh DATA_ROOT OUT_DIR [SECONDS]}
 out=${2:?usage: gpu_reproduction.sh DATA_ROOT OUT_DIR [SECONDS]}
@@ -20,7 +21,7 @@ nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader | 
 # Decode the JPEG copy into the cache once, before parallel runs would race to do it.
 python3 -c "import ammix.data as D; [D.load_dataset('cifar10-jpeg', '$root', train=t) for t in (True, False)]"
 sweep() { timeout "$budget" python3 -m ammix sweep "$@" --runs-dir $runs --set data.root=$root train.progress=off; }
-sweep configs/sweeps/ablation-lt-cpu.yaml --seeds 0 1 2 --jobs 5 > "$out/logs/ablation.log" 2>&1 &
+sweep configs/sweeps/ablation-lt-cifar10-jpeg.yaml --jobs 5 > "$out/logs/ablation.log" 2>&1 &
 sweep configs/sweeps/c2f-cifar10-jpeg-cpu.yaml --jobs 6 > "$out/logs/c2f-cifar10-jpeg.log" 2>&1 &
 sweep configs/sweeps/lt-cifar10-jpeg-cpu.yaml --only ce am_mixup --jobs 1 > "$out/logs/lt.log" 2>&1 &
 wait

@@ -30,7 +30,7 @@ def main() -> None:
     torch.manual_seed(0)
     model = build_model("resnet32", 10).to(device, memory_format=torch.channels_last)
     optimizer = torch.optim.SGD(model.parameters(), lr=0.1, momentum=0.9, weight_decay=2e-4)
-    mixer = build_mixer("am_mixup", num_classes=10)
+    mixer = build_mixer("am_mixup", num_classes=10, gamma=0.95)
     x = torch.randn(128, 3, 32, 32, device=device).contiguous(memory_format=torch.channels_last)
     y = torch.randint(0, 10, (128,), device=device)
     for _ in range(2):  # warm-up: allocator, oneDNN primitive caches

@@ -134,6 +134,24 @@ def test_overrides_parse_as_yaml():
     assert parse_value("text") == "text"
 
 
+@pytest.mark.parametrize(
+    "overrides, options",
+    [
+        # Another method than smoke.yaml's am_mixup: its gamma and clean_weight are dropped.
+        (["mixing.method=ce"], {}),
+        (["mixing.method=mixup", "mixing.alpha=0.4"], {"alpha": 0.4}),
+        # The same method: smoke's options kept, merged with the overrides'.
+        (["mixing.method=am_mixup", "mixing.clean_weight=0"], {"gamma": 0.5, "clean_weight": 0}),
+        (["mixing.gamma=0.9"], {"gamma": 0.9, "clean_weight": 0.5}),
+        # The whole section replaces the file's, whatever the method.
+        (["mixing={method: am_mixup, lam_at_total: 0.6}"], {"lam_at_total": 0.6}),
+    ],
+)
+def test_mixing_options_rule(overrides, options):
+    cfg = load_config(SMOKE, overrides)
+    assert cfg.mixing.options == options
+
+
 def test_config_round_trip(tmp_path):
     cfg = load_config(SMOKE, ["mixing.clean_weight=0.25"])
     path = tmp_path / "c.yaml"
@@ -193,8 +211,8 @@ def test_resume_and_fresh_exclude_each_other(capsys, tmp_path):
 
 
 def test_output_into_a_closed_pipe_ends_quietly(tmp_path):
-    # `ammix sweep --dry-run | head`: the reader is gone before the 36 commands (> the 8 KiB buffer) are out.
-    sweep = SMOKE.replace("smoke.yaml", "sweeps/ablation-lt-cpu.yaml")
+    # `ammix sweep --dry-run | head`: the reader is gone before the 54 commands (> the 8 KiB buffer) are out.
+    sweep = SMOKE.replace("smoke.yaml", "sweeps/ablation-lt-cifar10-jpeg.yaml")
     command = [sys.executable, "-m", "ammix", "sweep", sweep, "--runs-dir", str(tmp_path), "--dry-run"]
     proc = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     proc.stdout.close()

@@ -299,7 +299,7 @@ def test_compiled_stages_give_the_eager_output_with_the_mixer_between_them():
     compile_stages(compiled)
     x, y = torch.randn(6, 3, 16, 16), torch.tensor([0, 1, 2, 3, 0, 1])
     def mixer():
-        return build_mixer("am_mixup", 4, generator=torch.Generator().manual_seed(0))
+        return build_mixer("am_mixup", 4, gamma=0.95, generator=torch.Generator().manual_seed(0))
 
     outputs = [mixed_forward(model, x, y, mixer(), 2.0) for model in (eager, compiled)]
     torch.testing.assert_close(outputs[1].logits, outputs[0].logits, rtol=1e-4, atol=1e-5)

@@ -10,14 +10,7 @@ from common import tiny
 from ammix.cli import main
 from ammix.engine import load_config, train
 from ammix.experiments.analyze import analyze_run
-from ammix.experiments.sweep import (
-    SweepError,
-    load_sweep,
-    override_args,
-    plan_runs,
-    resolved_config,
-    with_method_section,
-)
+from ammix.experiments.sweep import SweepError, load_sweep, override_args, plan_runs, resolved_config
 from ammix.experiments.toy import run_toy
 from ammix.mixing import MIXERS
 
@@ -31,12 +24,23 @@ def write_sweep(tmp_path, **spec):
     return path
 
 
-def test_a_variant_naming_a_method_replaces_the_mixing_section():
-    assert with_method_section({"mixing.method": "ce", "seed": 1}) == {"mixing": {"method": "ce"}, "seed": 1}
-    same = {"mixing.gamma": 0.9}
-    assert with_method_section(same) is same
+def test_sweep_methods_follow_the_mixing_options_rule(tmp_path):
+    # `ammix sweep configs/smoke.yaml --methods am_mixup ce`: am_mixup keeps smoke's options, ce drops them.
+    runs = plan_runs(load_sweep(SMOKE, ["am_mixup", "ce"]), tmp_path)
+    assert [run.overrides for run in runs] == [{"mixing.method": "am_mixup", "seed": 0},
+                                               {"mixing.method": "ce", "seed": 0}]
+    options = [load_config(SMOKE, override_args(run.overrides)).mixing.options for run in runs]
+    assert options == [{"gamma": 0.5, "clean_weight": 0.5}, {}]
     words = override_args({"mixing": {"method": "ce"}, "optim.lr": 0.1})
     assert words == ["mixing={method: ce}", "optim.lr=0.1"]
+
+
+def test_sweep_checks_every_config_before_running(tmp_path, capsys):
+    spec = write_sweep(tmp_path, variants={"ce": {"mixing.method": "ce", "mixing.gamma": 0.5}})
+    assert main(["sweep", str(spec), "--runs-dir", str(tmp_path), "--dry-run"]) == 2
+    err = capsys.readouterr().err
+    assert err == ("ammix sweep: ce/seed0: mixing.gamma = 0.5: unknown option(s) gamma for method 'ce'; "
+                   "known: none\n")
 
 
 def test_coarse_to_fine_plan(tmp_path):
@@ -44,10 +48,10 @@ def test_coarse_to_fine_plan(tmp_path):
                                    variants={"am": {"mixing.method": "am_mixup", "mixing.gamma": 0.5}}))
     pretrain, probe, finetune = plan_runs(sweep, tmp_path / "runs")
     assert pretrain.run_dir == tmp_path / "runs" / "s" / "am" / "seed3" / "pretrain"
-    assert pretrain.overrides == {"mixing": {"method": "am_mixup", "gamma": 0.5}, "data.labels": "coarse",
+    assert pretrain.overrides == {"mixing.method": "am_mixup", "mixing.gamma": 0.5, "data.labels": "coarse",
                                   "seed": 3}
     assert probe.after is pretrain and finetune.after is pretrain
-    assert probe.overrides["mixing"] == {"method": "ce"} and probe.overrides["train.freeze_backbone"] is True
+    assert probe.overrides["mixing.method"] == "ce" and probe.overrides["train.freeze_backbone"] is True
     assert probe.overrides["train.epochs"] == 2 and probe.overrides["data.labels"] == "fine"
     assert finetune.overrides["model.init_from"] == str(pretrain.run_dir)
     assert "train.freeze_backbone" not in finetune.overrides

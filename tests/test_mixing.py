@@ -10,6 +10,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from ammix.mixing import (
+    DEFAULT_LAM_AT_TOTAL,
     AsymptoticMidpointMixup,
     CutMix,
     ManifoldMixup,
@@ -69,6 +70,41 @@ def test_linear_cosine_constant_schedules():
     assert const.lam(0) == const.lam(50) == 0.7
 
 
+def test_default_schedule_follows_the_run_length():
+    # Neither gamma nor lam_at_total: lam reaches DEFAULT_LAM_AT_TOTAL = 0.51 at epoch `total`.
+    assert DEFAULT_LAM_AT_TOTAL == 0.51
+    short, long = AsymptoticMidpointMixup(4, total=3), AsymptoticMidpointMixup(4, total=200)
+    assert short.gamma == pytest.approx(0.02 ** (1 / 3), abs=1e-15)
+    assert [short.lam(e) for e in (0, 1, 3)] == pytest.approx([1.0, 0.6357209, 0.51], abs=1e-7)
+    assert [long.lam(e) for e in (0, 10, 200)] == pytest.approx([1.0, 0.9111701, 0.51], abs=1e-7)
+
+
+def test_given_gamma_wins_over_the_run_length():
+    am = AsymptoticMidpointMixup(4, gamma=0.9, total=3)
+    assert am.gamma == 0.9
+    assert am.lam(3) == pytest.approx(0.8645, abs=1e-15)
+
+
+@pytest.mark.parametrize(
+    "options, fragment",
+    [
+        ({"gamma": 0.9, "lam_at_total": 0.6, "total": 10}, "give gamma or lam_at_total, not both"),
+        ({}, "the exp schedule needs total (training length in epochs) or gamma"),
+        ({"lam_at_total": 0.6}, "the exp schedule needs total (training length in epochs) or gamma"),
+        ({"total": 10, "lam_end": 0.6}, "lam_at_total must be in (0.6, 1), got 0.51"),
+        ({"total": 10, "schedule": "constant", "lam_at_total": 0.6}, "lam_at_total applies to the exp"),
+    ],
+)
+def test_schedule_default_rule_errors(options, fragment):
+    with pytest.raises(ValueError, match=re.escape(fragment)):
+        AsymptoticMidpointMixup(4, **options)
+
+
+def test_non_exp_schedules_need_no_gamma():
+    assert AsymptoticMidpointMixup(4, schedule="constant", lam_end=0.7).gamma is None
+    assert AsymptoticMidpointMixup(4, schedule="linear", total=4).lam(2) == 0.75
+
+
 def test_lam_at_total_fixes_the_ratio_reached_at_the_end():
     for total in (30, 200):
         am = AsymptoticMidpointMixup(4, lam_at_total=0.52, total=total)
@@ -93,7 +129,7 @@ def test_lam_at_total_fixes_the_ratio_reached_at_the_end():
 )
 def test_am_mixup_rejects_bad_options(options, fragment):
     with pytest.raises(ValueError, match=re.escape(fragment)):
-        AsymptoticMidpointMixup(4, **options)
+        AsymptoticMidpointMixup(4, **{"gamma": 0.9, **options})
 
 
 # ---------------------------------------------------------------- AM-mixup: the mixing
@@ -134,7 +170,7 @@ def test_every_sample_gets_an_interclass_partner(labels, seed):
 
 @pytest.mark.parametrize("pairing", ["redraw", "drop"])
 def test_single_class_batch_and_batch_of_one_pass_through(pairing):
-    am = AsymptoticMidpointMixup(3, pairing=pairing, generator=gen())
+    am = AsymptoticMidpointMixup(3, gamma=0.95, pairing=pairing, generator=gen())
     for h, y in [(torch.randn(5, 4), torch.full((5,), 2)), (torch.randn(1, 4), torch.tensor([1]))]:
         mixed, targets = am(h, y, epoch=10)
         assert torch.equal(mixed, h)
@@ -156,7 +192,7 @@ def test_drop_pairing_keeps_only_interclass_pairs_of_a_permutation():
 
 def test_drop_pairing_drops_mostly_head_samples_on_long_tailed_batches():
     labels = torch.tensor([0] * 90 + [1] * 10)  # a 9:1 batch
-    am = AsymptoticMidpointMixup(2, pairing="drop", generator=gen(1))
+    am = AsymptoticMidpointMixup(2, gamma=0.95, pairing="drop", generator=gen(1))
     kept = torch.zeros(2)
     for _ in range(200):
         _, targets = am(torch.randn(100, 2), labels, epoch=0)
@@ -197,16 +233,16 @@ def test_gradient_through_partner_unless_detached(detach):
 @pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16, torch.float64])
 def test_dtype_is_kept(dtype):
     h = torch.randn(7, 3).to(dtype)
-    mixed, targets = AsymptoticMidpointMixup(4, generator=gen())(h, LABELS, epoch=3)
+    mixed, targets = AsymptoticMidpointMixup(4, gamma=0.95, generator=gen())(h, LABELS, epoch=3)
     assert mixed.dtype == dtype and targets.shape == (7, 4)
     assert torch.isfinite(mixed.float()).all()
 
 
 def test_generator_makes_it_reproducible():
     h = torch.randn(7, 3)
-    a, _ = AsymptoticMidpointMixup(4, generator=gen(9))(h, LABELS, epoch=1)
-    b, _ = AsymptoticMidpointMixup(4, generator=gen(9))(h, LABELS, epoch=1)
-    c, _ = AsymptoticMidpointMixup(4, generator=gen(10))(h, LABELS, epoch=1)
+    a, _ = AsymptoticMidpointMixup(4, gamma=0.95, generator=gen(9))(h, LABELS, epoch=1)
+    b, _ = AsymptoticMidpointMixup(4, gamma=0.95, generator=gen(9))(h, LABELS, epoch=1)
+    c, _ = AsymptoticMidpointMixup(4, gamma=0.95, generator=gen(10))(h, LABELS, epoch=1)
     assert torch.equal(a, b) and not torch.equal(a, c)
 
 
@@ -216,7 +252,7 @@ def test_cuda(dtype):
     h = torch.randn(9, 3, device="cuda", dtype=dtype)
     y = torch.tensor([0, 1, 2, 0, 1, 2, 0, 1, 2], device="cuda")
     for generator in (None, torch.Generator(device="cuda").manual_seed(0), gen(0)):
-        mixed, targets = AsymptoticMidpointMixup(3, generator=generator)(h, y, epoch=1)
+        mixed, targets = AsymptoticMidpointMixup(3, gamma=0.95, generator=generator)(h, y, epoch=1)
         assert mixed.device.type == targets.device.type == "cuda" and mixed.dtype == dtype
 
 
@@ -308,7 +344,7 @@ def test_manifold_mixup_at_each_stage_equals_manual_mixing(layer):
     model = build_model("small_cnn", 4, in_channels=1, feature_dim=3).eval()
     x, labels = torch.randn(5, 1, 8, 8), torch.tensor([0, 1, 2, 3, 0])
     mm = ManifoldMixup(4, layers=(layer,), generator=gen(11))
-    out = mixed_forward(model, x, labels, mm)
+    out = mixed_forward(model, x, labels, mm, epoch=0.0)
     g = gen(11)
     torch.randint(1, (1,), generator=g)  # the layer draw
     lam = sample_beta(2.0, g)
@@ -344,8 +380,18 @@ def test_mixed_forward_feature_site_with_clean_loss():
 
 def test_mixed_forward_without_clean_loss_and_with_ce():
     model = build_model("small_cnn", 4, in_channels=1)
-    out = mixed_forward(model, torch.randn(7, 1, 8, 8), LABELS, NoMixing(4))
+    out = mixed_forward(model, torch.randn(7, 1, 8, 8), LABELS, NoMixing(4), epoch=0.0)
     assert out.clean_logits is None and out.logits.shape == (7, 4)
+
+
+def test_am_mixup_and_mixed_forward_require_the_epoch():
+    # Without it AM-mixup would run at lam(0) = 1: plain cross-entropy, silently.
+    am = AsymptoticMidpointMixup(4, gamma=0.5, generator=gen())
+    model = build_model("small_cnn", 4, in_channels=1, feature_dim=2)
+    with pytest.raises(TypeError, match="missing 1 required positional argument: 'epoch'"):
+        am(torch.randn(7, 2), LABELS)
+    with pytest.raises(TypeError, match="missing 1 required positional argument: 'epoch'"):
+        mixed_forward(model, torch.randn(7, 1, 8, 8), LABELS, NoMixing(4))
 
 
 def test_soft_cross_entropy_equals_torch_on_one_hot_targets():

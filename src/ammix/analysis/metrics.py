@@ -330,7 +330,7 @@ def min_centroid_distance(features: torch.Tensor, labels: torch.Tensor, normaliz
 
 def feature_norms(features: torch.Tensor) -> float:
     """Mean L2 norm of the features: ``mean_i ||f_i||``. Takes ``N x D``; returns a float. Measures the
-    feature scale (plain CE: large; mixup: small; see DESIGN.md, "moderate broadening")."""
+    feature scale (plain CE: large; mixup: small; the paper's "moderate broadening" lies between)."""
     x = _as_features(features)
     if x.shape[0] == 0:
         raise ValueError("feature_norms needs at least one feature")

@@ -8,7 +8,11 @@ parsed as YAML), and validates every key, type and range before any work starts:
 Three sections take, next to their own keys, the options of the component they build, flat:
 
 - ``mixing:`` ``method`` and the mixer's options (``mixing.gamma=0.95``), checked against the
-  constructor of the mixer class ``ammix.mixing.build_mixer`` builds;
+  constructor of the mixer class ``ammix.mixing.build_mixer`` builds. Overriding ``mixing.method``
+  with another method than the file's drops the file's mixing options (they belong to its method)
+  and keeps only the mixing options given alongside; naming the file's own method keeps its options,
+  merged with the overrides' (``drop_options_of_replaced_method``). To replace the section whatever
+  the method, override it whole: ``mixing={method: am_mixup, lam_at_total: 0.55}``;
 - ``model:`` ``name``, ``init_from`` and the backbone's options (``model.feature_dim=2``);
 - ``data:`` the keys of ``DataConfig`` and the dataset's options (``data.n_per_class=20``), passed to
   ``ammix.data.load_dataset``.
@@ -407,13 +411,32 @@ def set_dotted(data: dict, key: str, value: Any) -> None:
 
 
 def apply_overrides(data: dict, overrides: list[str] | None) -> dict:
-    """Apply ``key=value`` strings (values parsed as YAML) to a nested dict, in order."""
+    """Apply ``key=value`` strings (values parsed as YAML) to a nested dict, in order, after
+    ``drop_options_of_replaced_method`` (the mixing-options rule of the module docstring)."""
+    pairs = []
     for item in overrides or []:
         if "=" not in item:
             raise ConfigError(f"{item!r}: an override must be key=value, for example optim.lr=0.05")
         key, text = item.split("=", 1)
-        set_dotted(data, key.strip(), parse_value(text))
+        pairs.append((key.strip(), parse_value(text)))
+    drop_options_of_replaced_method(data, dict(pairs))
+    for key, value in pairs:
+        set_dotted(data, key, value)
     return data
+
+
+def drop_options_of_replaced_method(data: dict, overrides: dict) -> None:
+    """The mixing-options rule: an override of ``mixing.method`` naming another method than the base's
+    drops the base's mixing options (they belong to its method: ``gamma`` means nothing to ``ce``).
+
+    Only the options given next to the new method then apply. An override naming the base's own method
+    keeps the base's options, merged with the overrides'. ``ammix train`` overrides, sweep variants
+    and toy variants all go through here (``apply_overrides``).
+    """
+    base = data.get("mixing") or {}
+    method = overrides.get("mixing.method")
+    if method is not None and isinstance(base, dict) and method != base.get("method", MixingConfig.method):
+        data["mixing"] = {}
 
 
 def read_yaml(path: str | Path) -> dict:

@@ -17,6 +17,10 @@ cross-entropy) and ``finetune`` (all weights, fine labels, plain cross-entropy);
 ``probe`` and ``finetune`` hold their extra overrides.
 
 A plain training config can be swept too: ``ammix sweep CONFIG --methods ce am_mixup --seeds 0 1``.
+Each run is ``ammix train BASE OVERRIDES``, so the mixing-options rule of ``ammix.engine.config``
+holds: a variant naming another method than the base config's drops the base's mixing options, one
+naming the same method keeps them (merged); ``mixing: {...}`` as a whole replaces the section.
+Every run's config is validated before the first run starts (and by ``--dry-run``).
 Runs write ``RUNS/<name>/<variant>/seed<S>[/<stage>]``. A finished run (summary.json) is skipped, an
 interrupted one (last.pt) resumed, so a sweep can be stopped and started again at any point. A run
 folder made with another config (its config.yaml differs from the config the run would use now, by
@@ -36,7 +40,7 @@ from pathlib import Path
 
 import yaml
 
-from ammix.engine import apply_overrides, config_from_dict, read_yaml
+from ammix.engine import ConfigError, apply_overrides, config_from_dict, load_config, read_yaml
 from ammix.engine.loop import config_changes
 
 from .analyze import analyze_run
@@ -107,19 +111,6 @@ def load_sweep(path: Path, methods: list[str] | None = None, seeds: list[int] | 
     return sweep
 
 
-def with_method_section(overrides: dict) -> dict:
-    """Overrides where setting ``mixing.method`` replaces the base config's whole mixing section.
-
-    The base config's mixing options belong to its own method (``gamma`` means nothing to ``ce``), so a
-    variant that names a method brings its own options: ``{mixing.method: ce}`` becomes
-    ``{mixing: {method: ce}}``.
-    """
-    if "mixing.method" not in overrides:
-        return overrides
-    section = {k.removeprefix("mixing."): v for k, v in overrides.items() if k.startswith("mixing.")}
-    return {"mixing": section, **{k: v for k, v in overrides.items() if not k.startswith("mixing.")}}
-
-
 def plan_runs(sweep: Sweep, runs_dir: Path) -> list[Run]:
     """Every run of the sweep, in an order where a run comes after the one it waits for."""
     runs = []
@@ -129,10 +120,10 @@ def plan_runs(sweep: Sweep, runs_dir: Path) -> list[Run]:
             base = {**sweep.overrides, **(variant_overrides or {}), "seed": seed}
             folder = runs_dir / sweep.name / variant / f"seed{seed}"
             if sweep.protocol == "train":
-                runs.append(Run(folder, with_method_section(base), label=f"{variant}/seed{seed}"))
+                runs.append(Run(folder, base, label=f"{variant}/seed{seed}"))
                 continue
             label = f"{variant}/seed{seed}"
-            coarse = with_method_section({**base, "data.labels": "coarse"})
+            coarse = {**base, "data.labels": "coarse"}
             pretrain = Run(folder / "pretrain", coarse, label=label)
             transfer = {
                 "seed": seed,
@@ -141,14 +132,27 @@ def plan_runs(sweep: Sweep, runs_dir: Path) -> list[Run]:
                 "mixing.method": "ce",
                 "model.init_from": str(folder / "pretrain"),
             }
-            probe = with_method_section({**transfer, "train.freeze_backbone": True, **sweep.probe})
-            finetune = with_method_section({**transfer, **sweep.finetune})
+            probe = {**transfer, "train.freeze_backbone": True, **sweep.probe}
+            finetune = {**transfer, **sweep.finetune}
             runs += [
                 pretrain,
                 Run(folder / "probe", probe, after=pretrain, label=f"{variant}/seed{seed}/probe"),
                 Run(folder / "finetune", finetune, after=pretrain, label=f"{variant}/seed{seed}/finetune"),
             ]
     return runs
+
+
+def check_configs(sweep: Sweep, runs: list[Run]) -> None:
+    """Validate every run's config (no data loaded), so that a typo fails now, not hours into the sweep.
+
+    A transfer stage is checked without its ``model.init_from``: its pre-training does not exist yet.
+    """
+    for run in runs:
+        overrides = {k: v for k, v in run.overrides.items() if run.after is None or k != "model.init_from"}
+        try:
+            load_config(sweep.config, override_args(overrides))
+        except ConfigError as err:
+            raise SweepError(f"{run.label}: {err}") from None
 
 
 def override_args(overrides: dict) -> list[str]:
@@ -258,7 +262,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--set", nargs="+", default=[], metavar="KEY=VALUE",
                         help="overrides for every run (e.g. data.imbalance_factor=50)")
     parser.add_argument("--name", help="the sweep's folder name (default: the file's name key)")
-    parser.add_argument("--dry-run", action="store_true", help="print the commands and exit")
+    parser.add_argument("--dry-run", action="store_true",
+                        help="check every run's config, print the commands and exit")
 
 
 def sweep_from_args(args: argparse.Namespace) -> Sweep:
@@ -283,13 +288,14 @@ def sweep_from_args(args: argparse.Namespace) -> Sweep:
 def run(args: argparse.Namespace) -> int:
     try:
         sweep = sweep_from_args(args)
-        planned_runs = plan_runs(sweep, args.runs_dir)
-        check_reused_runs(sweep, planned_runs)
+        runs = plan_runs(sweep, args.runs_dir)
+        check_configs(sweep, runs)
+        check_reused_runs(sweep, runs)
     except SweepError as err:
         print(f"ammix sweep: {err}", file=sys.stderr)
         return 2
     if args.dry_run:
-        for planned in planned_runs:
+        for planned in runs:
             state = "finished" if is_finished(planned.run_dir) else "to run"
             print(f"[{state}] " + " ".join(train_command(sweep.config, planned)))
         return 0

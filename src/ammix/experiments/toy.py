@@ -29,11 +29,12 @@ from pathlib import Path
 import yaml
 
 from ammix.analysis import collapse_report, feature_map_figure
-from ammix.engine import apply_overrides, config_from_dict, train
+from ammix.engine import apply_overrides, train
+from ammix.engine.config import as_config
 from ammix.engine.rundir import holds_run
 
 from .analyze import run_features
-from .sweep import override_args, with_method_section
+from .sweep import override_args
 
 TOY_KEYS = {"name", "config", "variants", "settings", "quick"}
 TABLE_METRICS = ("acc", "balanced_acc", "alignment", "uniformity", "neighbour_uniformity", "feature_norm",
@@ -69,26 +70,16 @@ def run_toy(spec: dict, out_dir: str | Path, overrides: list[str] | None = None,
             settings: list[str] | None = None, variants: list[str] | None = None) -> list[dict]:
     """Train every (setting, variant) of `spec`, draw one figure per setting; returns the table rows."""
     out_dir = Path(out_dir)
-    extra = override_args(spec.get("quick") or {}) if quick else []
-    extra += list(overrides or [])
-    chosen_settings = _choose(spec["settings"], settings, "setting")
-    chosen_variants = _choose(spec["variants"], variants, "variant")
     # Validate every config before training anything: a typo should not surface after an hour.
-    configs = {}
-    for setting, setting_overrides in chosen_settings.items():
-        for variant, variant_overrides in chosen_variants.items():
-            merged = with_method_section({**setting_overrides, **variant_overrides})
-            words = override_args(merged)
-            data = apply_overrides(json.loads(json.dumps(spec["config"])), words + extra)
-            configs[setting, variant] = config_from_dict(data).to_dict()
+    configs = toy_configs(spec, overrides, quick, settings, variants)
     rows = []
-    for setting in chosen_settings:
+    for setting, variant_configs in configs.items():
         panels, class_names = [], None
-        for variant in chosen_variants:
+        for variant, config in variant_configs.items():
             run_dir = out_dir / setting / variant
             print(f"[toy] {setting} / {variant} -> {run_dir}", flush=True)
             start = time.time()
-            summary = _train_or_reuse(configs[setting, variant], run_dir)
+            summary = _train_or_reuse(config, run_dir)
             rf = run_features(run_dir)
             shown = rf.fine_labels if rf.fine_labels is not None else rf.labels
             names = rf.test_set.fine_classes if rf.fine_labels is not None else rf.test_set.classes
@@ -105,6 +96,21 @@ def run_toy(spec: dict, out_dir: str | Path, overrides: list[str] | None = None,
     (out_dir / "toy.md").write_text(format_table(rows))
     (out_dir / "toy.json").write_text(json.dumps(rows, indent=2) + "\n")
     return rows
+
+
+def toy_configs(spec: dict, overrides: list[str] | None = None, quick: bool = False,
+                settings: list[str] | None = None, variants: list[str] | None = None) -> dict:
+    """``{setting: {variant: config}}``: the validated config (a dict) of each chosen pair of `spec`."""
+    extra = override_args(spec.get("quick") or {}) if quick else []
+    extra += list(overrides or [])
+    configs = {}
+    for setting, setting_overrides in _choose(spec["settings"], settings, "setting").items():
+        configs[setting] = {}
+        for variant, variant_overrides in _choose(spec["variants"], variants, "variant").items():
+            words = override_args({**setting_overrides, **variant_overrides})
+            data = apply_overrides(json.loads(json.dumps(spec["config"])), words + extra)
+            configs[setting][variant] = as_config(data).to_dict()
+    return configs
 
 
 def format_table(rows: list[dict]) -> str:

@@ -2,7 +2,7 @@
 
 Use in your own loop::
 
-    am = AsymptoticMidpointMixup(num_classes=10, gamma=0.95)
+    am = AsymptoticMidpointMixup(num_classes=10, total=epochs)  # lam from 1.0 to 0.51 at epoch `epochs`
     features = encoder(x)
     mixed, targets = am(features, labels, epoch=epoch + step / steps_per_epoch)
     loss = soft_cross_entropy(head(mixed), targets)
@@ -23,7 +23,15 @@ from .functional import (
     sample_beta,
     soft_cross_entropy,
 )
-from .methods import AsymptoticMidpointMixup, CutMix, ManifoldMixup, Mixup, NoMixing, Remix
+from .methods import (
+    DEFAULT_LAM_AT_TOTAL,
+    AsymptoticMidpointMixup,
+    CutMix,
+    ManifoldMixup,
+    Mixup,
+    NoMixing,
+    Remix,
+)
 from .schedules import SCHEDULES, gamma_for, midpoint_ratio
 
 MIXERS = {
@@ -61,6 +69,7 @@ def build_mixer(name: str, num_classes: int, class_counts=None, generator=None, 
 
 
 __all__ = [
+    "DEFAULT_LAM_AT_TOTAL",
     "MIXERS",
     "SCHEDULES",
     "AsymptoticMidpointMixup",

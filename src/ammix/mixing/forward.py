@@ -16,13 +16,15 @@ class MixedOutput(NamedTuple):
     clean_logits: torch.Tensor | None
 
 
-def mixed_forward(model: nn.Module, x: torch.Tensor, labels: torch.Tensor, mixer, epoch: float = 0.0):
+def mixed_forward(model: nn.Module, x: torch.Tensor, labels: torch.Tensor, mixer, epoch: float):
     """One forward pass of a ``StagedModel`` (or a DDP wrapper of one) with `mixer` applied inside.
 
-    The mixer acts at boundary ``mixer.choose_stage(num_stages)`` (0 = input, ``num_stages`` =
-    feature). When ``mixer.clean_weight > 0`` the clean activations ride along in the same pass,
-    concatenated after the mixed ones, so the extra clean loss costs no second forward through the
-    stages before the mixing site. Returns a ``MixedOutput``.
+    `epoch` is the (fractional) training time in epochs; it is required, since AM-mixup at epoch 0
+    (lam = 1) would silently train plain cross-entropy. The mixer acts at boundary
+    ``mixer.choose_stage(num_stages)`` (0 = input, ``num_stages`` = feature). When
+    ``mixer.clean_weight > 0`` the clean activations ride along in the same pass, concatenated after the
+    mixed ones, so the extra clean loss costs no second forward through the stages before the mixing
+    site. Returns a ``MixedOutput``.
     """
     staged = getattr(model, "module", model)  # unwrap DistributedDataParallel
     site = mixer.choose_stage(len(staged.stages))

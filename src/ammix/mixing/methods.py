@@ -1,9 +1,10 @@
 """The mixing methods: AM-mixup and the baselines it is compared with.
 
 Each method is a small callable, ``mixer(x, labels, epoch=e) -> (x_mixed, targets)``, where
-``targets`` are probabilities (B' x C). It knows where it acts through ``choose_stage(num_stages)``:
-0 is the input, ``k`` the output of stage ``k``, ``num_stages`` the final feature (see
-``ammix.mixing.forward.mixed_forward``, which runs a staged model with a mixer).
+``targets`` are probabilities (B' x C). AM-mixup needs ``epoch`` (its lam depends on it, and lam(0) = 1
+would mix nothing); the other methods accept it and ignore it. A method knows where it acts through
+``choose_stage(num_stages)``: 0 is the input, ``k`` the output of stage ``k``, ``num_stages`` the final
+feature (see ``ammix.mixing.forward.mixed_forward``, which runs a staged model with a mixer).
 """
 
 from __future__ import annotations
@@ -20,6 +21,10 @@ from .functional import (
     sample_beta,
 )
 from .schedules import SCHEDULES, gamma_for, midpoint_ratio
+
+# lam reached at the end of training when neither gamma nor lam_at_total is given: the paper's lam
+# decreases "from 1.0 to 0.5 until the end of training". Its value is to be settled by an ablation.
+DEFAULT_LAM_AT_TOTAL = 0.51
 
 
 def _require(condition: bool, message: str) -> None:
@@ -176,6 +181,22 @@ class Remix(Mixup):
         return interpolate(x, x[perm], lam), targets * weight + targets[perm] * (1 - weight)
 
 
+def _exp_gamma(gamma: float | None, lam_at_total: float | None, lam_end: float, total: float | None) -> float:
+    """The exp schedule's decay per epoch: `gamma` when given, else the one that reaches `lam_at_total`
+    (default ``DEFAULT_LAM_AT_TOTAL``) at epoch `total`, so that the default follows the run's length."""
+    _require(gamma is None or lam_at_total is None, "give gamma or lam_at_total, not both")
+    if gamma is not None:
+        _require(0.0 < gamma < 1.0, f"gamma must be in (0, 1), got {gamma}")
+        return float(gamma)
+    _require(
+        total is not None,
+        "the exp schedule needs total (training length in epochs) or gamma (decay per epoch)",
+    )
+    target = DEFAULT_LAM_AT_TOTAL if lam_at_total is None else lam_at_total
+    _require(lam_end < target < 1.0, f"lam_at_total must be in ({lam_end}, 1), got {target}")
+    return gamma_for(target, lam_end, total)
+
+
 class AsymptoticMidpointMixup(_Mixer):
     """Asymptotic Midpoint Mixup (Kim, Lee, Kim 2024, arXiv 2401.14696) on the encoder's features.
 
@@ -190,8 +211,11 @@ class AsymptoticMidpointMixup(_Mixer):
     - ``schedule``: ``exp`` (default), ``linear`` or ``cosine`` to epoch ``total``, or ``constant``.
     - ``lam_end``: the ratio the schedule ends at (exp: its asymptote), in [0.5, 1]. ``constant``
       with ``lam_end=1`` does no interpolation at all: the control for the pairing rule alone.
-    - ``total``: training length in epochs; needed by ``linear``, ``cosine`` and ``lam_at_total``.
-    - ``lam_at_total``: exp only; choose gamma so that lam(total) equals it (overrides ``gamma``).
+    - ``total``: training length in epochs (the engine passes ``train.epochs``); needed by
+      ``linear``, ``cosine`` and by ``exp`` without ``gamma``.
+    - ``lam_at_total``: exp only; gamma is chosen so that lam(total) equals it. Give ``gamma`` or
+      ``lam_at_total``, not both; with neither, ``lam_at_total = DEFAULT_LAM_AT_TOTAL`` (0.51) and
+      ``total`` is required, so the default schedule ends near 0.5 whatever the run's length.
     - ``granularity``: ``step`` updates lam every step from the fractional epoch; ``epoch`` holds it
       for a whole epoch (lam(floor(e))).
     - ``pairing``: ``redraw`` (default) draws each sample's partner uniformly among the other-class
@@ -213,7 +237,7 @@ class AsymptoticMidpointMixup(_Mixer):
     def __init__(
         self,
         num_classes: int,
-        gamma: float = 0.95,
+        gamma: float | None = None,
         schedule: str = "exp",
         lam_end: float = 0.5,
         total: float | None = None,
@@ -227,20 +251,17 @@ class AsymptoticMidpointMixup(_Mixer):
         generator: torch.Generator | None = None,
     ):
         super().__init__(num_classes, generator)
-        _require(0.0 < gamma < 1.0, f"gamma must be in (0, 1), got {gamma}")
         _require(schedule in SCHEDULES, f"schedule must be one of {', '.join(SCHEDULES)}, got {schedule!r}")
         _require(0.5 <= lam_end <= 1.0, f"lam_end must be in [0.5, 1], got {lam_end}")
-        needs_total = schedule in ("linear", "cosine") or lam_at_total is not None
+        _require(total is None or total > 0, f"total must be > 0 (epochs), got {total}")
         _require(
-            not needs_total or (total is not None and total > 0),
-            f"schedule {schedule!r} with lam_at_total={lam_at_total} needs total > 0 (epochs), got {total}",
+            schedule not in ("linear", "cosine") or total is not None,
+            f"schedule {schedule!r} needs total > 0 (training length in epochs)",
         )
-        if lam_at_total is not None:
-            _require(schedule == "exp", "lam_at_total applies to the exp schedule only")
-            _require(
-                lam_end < lam_at_total < 1.0, f"lam_at_total must be in ({lam_end}, 1), got {lam_at_total}"
-            )
-            gamma = gamma_for(lam_at_total, lam_end, total)
+        if schedule == "exp":
+            gamma = _exp_gamma(gamma, lam_at_total, lam_end, total)
+        else:
+            _require(lam_at_total is None, "lam_at_total applies to the exp schedule only")
         _require(granularity in self.GRANULARITIES, f"granularity must be step or epoch, got {granularity!r}")
         _require(pairing in self.PAIRINGS, f"pairing must be redraw or drop, got {pairing!r}")
         _require(label in self.LABELS, f"label must be single or soft, got {label!r}")
@@ -249,7 +270,7 @@ class AsymptoticMidpointMixup(_Mixer):
             site in ("feature", "input") or (isinstance(site, int) and site >= 0),
             f"site must be 'feature', 'input' or a stage index >= 0, got {site!r}",
         )
-        self.gamma, self.schedule, self.lam_end, self.total = float(gamma), schedule, float(lam_end), total
+        self.gamma, self.schedule, self.lam_end, self.total = gamma, schedule, float(lam_end), total
         self.granularity, self.pairing, self.label = granularity, pairing, label
         self.clean_weight, self.detach_partner = float(clean_weight), bool(detach_partner)
         self.stage = site
@@ -268,7 +289,7 @@ class AsymptoticMidpointMixup(_Mixer):
         _require(self.stage <= num_stages, f"site {self.stage} is beyond the model's {num_stages} stages")
         return self.stage
 
-    def __call__(self, x, labels, epoch: float = 0.0):
+    def __call__(self, x, labels, epoch: float):
         targets = self._one_hot(labels, x)
         lam = self.lam(epoch)
         if self.pairing == "drop":
