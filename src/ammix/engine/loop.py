@@ -37,6 +37,7 @@ from .checkpoint import (
 from .config import Config, ConfigError, as_config, component_error, mixer_extras, read_yaml
 from .distributed import DistInfo, all_reduce_sum, barrier, cleanup_distributed, dist_env, init_distributed
 from .evaluate import accuracy_metrics, class_counts_correct
+from .graphed_step import CapturedStep, check_cuda_graph, graph_autocast, use_cuda_graph
 from .rundir import (
     CHECKPOINT,
     CONFIG,
@@ -82,6 +83,7 @@ RESUMABLE_CHANGES = {
     "train.log_every",
     "train.dist_timeout_s",
     "train.compile",
+    "train.cuda_graph",  # like train.device: the same computation, other random streams on CUDA
     "data.root",
     "data.num_workers",
     "data.download",
@@ -165,6 +167,7 @@ class Trainer:
     model: nn.Module
     optimizer: torch.optim.Optimizer
     scaler: torch.amp.GradScaler
+    amp_dtype: torch.dtype | None
     amp_ctx: object
     channels_last: bool
     mixer: object
@@ -173,6 +176,7 @@ class Trainer:
     test_loader: object
     steps_per_epoch: int
     ddp_model: nn.Module | None = None
+    step: object = None  # (x, y, epoch, lr) -> (loss, MixedOutput): eager or captured
     start_epoch: int = 0
     best: dict | None = None
     last_eval: dict | None = None
@@ -217,6 +221,7 @@ def train(
         raise ConfigError("data.loader = 'reference': single process only; allowed with torchrun: device")
     device = resolve_device(cfg.train.device, info)
     amp_dtype = resolve_amp(cfg.train.amp, device)
+    check_cuda_graph(cfg.train.cuda_graph, device)
     owns_group = info.enabled and not torch.distributed.is_initialized()
     init_distributed(info, device, cfg.train.dist_timeout_s)
     try:
@@ -237,6 +242,7 @@ def _train(cfg, run_dir, resume, info, device, amp_dtype, command) -> dict:
     if cfg.train.compile:
         compile_stages(t.model)
     t.ddp_model = wrap_ddp(t.model, device)
+    t.step = _make_step(t)
     writer = _tensorboard(t)
     epochs = cfg.train.epochs
     end_epoch = min(epochs, cfg.train.stop_after_epochs or epochs)
@@ -342,6 +348,7 @@ def _set_up(cfg: Config, run_dir: Path, info: DistInfo, device: torch.device, am
         model=model,
         optimizer=optimizer,
         scaler=scaler,
+        amp_dtype=amp_dtype,
         amp_ctx=autocast(device, amp_dtype),
         channels_last=channels_last,
         mixer=mixer,
@@ -426,27 +433,13 @@ def _train_epoch(t: Trainer, epoch: int, bar_on: bool) -> tuple[dict, dict, floa
     lr = cfg.optim.lr
     for step, (x, y) in enumerate(batches):
         lr = cfg.optim.lr * lr_factor(epoch * steps + step, steps, epochs, cfg.schedule)
-        for group in t.optimizer.param_groups:
-            group["lr"] = lr
         x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
         if t.channels_last and x.dim() == 4:
             x = x.contiguous(memory_format=torch.channels_last)
         if step == 0 and epoch == t.start_epoch:
             _maybe_fault(t.info.rank)
 
-        loss, out = train_step(
-            t.ddp_model,
-            t.mixer,
-            t.optimizer,
-            x,
-            y,
-            epoch + step / steps,
-            t.num_classes,
-            cfg.train.label_smoothing,
-            t.scaler,
-            t.amp_ctx,
-            cfg.optim.grad_clip,
-        )
+        loss, out = t.step(x, y, epoch + step / steps, lr)
 
         n = out.targets.shape[0]
         sums[0] += loss.float() * n
@@ -479,6 +472,46 @@ def _train_epoch(t: Trainer, epoch: int, bar_on: bool) -> tuple[dict, dict, floa
         record["lam"] = t.mixer.lam(epoch)  # at the start of the epoch
     speed = {"epoch_time": epoch_time, "images_per_s": totals[3] / max(epoch_time, 1e-9)}
     return record, speed, lr
+
+
+def _make_step(t: Trainer):
+    """The step the epoch calls, ``(x, y, epoch, lr) -> (loss, MixedOutput)``: eager ``train_step``, or
+    the same step captured as a CUDA graph (``ammix.engine.graphed_step``)."""
+    cfg = t.cfg
+    captured = use_cuda_graph(
+        cfg.train.cuda_graph,
+        t.device,
+        distributed=t.info.enabled,
+        compiled=cfg.train.compile,
+        fp16=t.scaler.is_enabled(),
+        mixer=t.mixer,
+    )
+    amp_ctx = graph_autocast(t.device, t.amp_dtype) if captured else t.amp_ctx
+
+    def run(x, y, mixer, epoch):
+        return train_step(
+            t.ddp_model,
+            mixer,
+            t.optimizer,
+            x,
+            y,
+            epoch,
+            t.num_classes,
+            cfg.train.label_smoothing,
+            t.scaler,
+            amp_ctx,
+            cfg.optim.grad_clip,
+        )
+
+    if captured:
+        return CapturedStep(run, t.model, t.mixer, t.optimizer, t.device)
+
+    def eager(x, y, epoch, lr):
+        for group in t.optimizer.param_groups:
+            group["lr"] = lr
+        return run(x, y, t.mixer, epoch)
+
+    return eager
 
 
 def _check_finite(t: Trainer, sums: torch.Tensor, epoch: int, step: int, lr: float, bar) -> None:
