@@ -132,20 +132,26 @@ def test_on_device_refills_am_mixup_ratio_and_pins_the_site():
 # --- The captured step's update on the CPU equals train_step's --------------------------------------
 
 
-def model_and_optimizer(seed: int = 0):
-    torch.manual_seed(seed)
+def model_and_optimizer(optim: str = "sgd"):
+    """A small staged model and the fused optimizer the captured step uses (its update, bit for bit)."""
+    torch.manual_seed(0)
     model = build_model("small_cnn", NUM_CLASSES, width=4, hidden_dim=16, feature_dim=8)
+    if optim == "adamw":
+        return model, torch.optim.AdamW(model.parameters(), lr=0.01, weight_decay=5e-4, fused=True)
     opt = torch.optim.SGD(
         model.parameters(), lr=0.1, momentum=0.9, nesterov=True, weight_decay=5e-4, fused=True
     )
     return model, opt
 
 
-@pytest.mark.parametrize("method", sorted(MIXERS))
-def test_static_buffer_step_matches_train_step_given_the_same_draws(method):
-    eager_model, eager_opt = model_and_optimizer()
+@pytest.mark.parametrize(
+    "method, optim", [(m, "sgd") for m in sorted(MIXERS)] + [("am_mixup", "adamw"), ("cutmix", "adamw")]
+)
+def test_static_buffer_step_matches_train_step_given_the_same_draws(method, optim):
+    eager_model, eager_opt = model_and_optimizer(optim)
     model = copy.deepcopy(eager_model)
-    opt = torch.optim.SGD(model.parameters(), **eager_opt.defaults)
+    opt = copy.deepcopy(eager_opt)
+    opt.param_groups[0]["params"] = list(model.parameters())  # the same settings, the copy's weights
     eager_mixer, mixer = mixer_for(method, 1), mixer_for(method, 1)
     epoch_now = {}
 
@@ -202,9 +208,10 @@ def test_what_cannot_be_captured_runs_eagerly_with_a_notice(capsys):
 
 @CUDA
 @pytest.mark.parametrize("method", sorted(MIXERS))
-def test_graph_replay_matches_eager_steps_on_cuda(method):
+def test_graph_replay_matches_eager_steps_on_cuda(method, monkeypatch):
     device = torch.device("cuda")
-    torch.backends.cudnn.deterministic, torch.backends.cudnn.benchmark = True, False
+    monkeypatch.setattr(torch.backends.cudnn, "deterministic", True)
+    monkeypatch.setattr(torch.backends.cudnn, "benchmark", False)
     results = []
     for capture in (False, True):
         model, opt = model_and_optimizer()

@@ -73,9 +73,12 @@ def make_capturable(optimizer: torch.optim.Optimizer, lr: torch.Tensor) -> None:
     """Fused updates reading the learning rate from the device tensor `lr`, with no host round trip.
 
     Set on the groups after any ``load_state_dict`` (a checkpoint brings its own group flags); Adam's
-    step counters move to the parameters' device as the fused kernel expects."""
+    step counters move to the parameters' device as the fused kernel expects, and its groups say
+    ``capturable`` (its ``step`` refuses a capture otherwise; SGD has no such flag)."""
     for group in optimizer.param_groups:
         group.update(lr=lr, fused=True, foreach=False)
+        if "capturable" in group:
+            group["capturable"] = True
         for p in group["params"]:
             state = optimizer.state.get(p, {})
             if torch.is_tensor(state.get("step")):
