@@ -12,7 +12,8 @@ import pytest
 import torch
 from common import SMOKE, tiny
 
-from ammix.engine import ConfigError, load_config, train, train_step
+import ammix.engine.loop as loop
+from ammix.engine import ConfigError, load_checkpoint, load_config, train, train_step
 from ammix.engine.graphed_step import CapturedStep, use_cuda_graph
 from ammix.mixing import (
     MIXERS,
@@ -250,3 +251,27 @@ def test_training_with_cuda_graph_on_completes(tmp_path):
         load_config(SMOKE, [*tiny(2), "train.device=cuda", "train.cuda_graph=on"]), tmp_path / "run"
     )
     assert summary["finished"] and summary["last"]["acc"] >= 0
+
+
+@pytest.mark.parametrize("method", ["cutmix", "am_mixup"])
+def test_engine_with_the_captured_step_structure_resumes_exactly_on_cpu(tmp_path, monkeypatch, method):
+    """The engine's captured path (static buffers, device draws, fused optimizer with a device lr) run
+    eagerly on the CPU: it trains, and a stopped and resumed run ends with the uninterrupted weights."""
+    made = []
+
+    class Recorded(CapturedStep):
+        def __init__(self, *args, **kwargs):
+            super().__init__(*args, **kwargs)
+            made.append(self)
+
+    monkeypatch.setattr(loop, "use_cuda_graph", lambda *args, **kwargs: True)
+    monkeypatch.setattr(loop, "CapturedStep", Recorded)
+    # 52 images in batches of 16: three full batches and a smaller last one every epoch
+    overrides = [*tiny(3), "train.device=cpu", f"mixing={{method: {method}}}", "data.samples_per_class=13"]
+    whole = train(load_config(SMOKE, overrides), tmp_path / "whole")
+    train(load_config(SMOKE, [*overrides, "train.stop_after_epochs=2"]), tmp_path / "split")
+    resumed = train(load_config(SMOKE, overrides), tmp_path / "split", resume=True)
+    assert len(made) == 3 and not any(step.capture for step in made)
+    assert whole["finished"] and resumed["finished"] and whole["last"] == resumed["last"]
+    a, b = (load_checkpoint(tmp_path / run / "last.pt")["model"] for run in ("whole", "split"))
+    assert all(torch.equal(a[k], b[k]) for k in a)

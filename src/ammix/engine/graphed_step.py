@@ -17,6 +17,10 @@ eagerly on a side stream (warm-up: cuDNN algorithm choice, autograd's lazy state
 buffers); they are real training steps. A batch of another size (the smaller last batch of an epoch)
 takes the same step eagerly.
 
+Python values read inside the step are frozen at capture: ``train_step`` passes ``epoch`` on, but
+nothing captured may depend on it (the mixer's ratio comes from ``OnDevice.lam``). A loss whose
+weights change with the epoch must hold them in a device tensor refilled before each replay.
+
 Not capturable, and run eagerly with a one-line notice: several processes (DDP), ``train.compile``,
 fp16 loss scaling (its inf check synchronises), AM-mixup's ``drop`` pairing (the batch size changes).
 """
@@ -86,20 +90,21 @@ def make_capturable(optimizer: torch.optim.Optimizer, lr: torch.Tensor) -> None:
 
 
 class CapturedStep:
-    """``step(x, y, epoch, lr) -> (loss, MixedOutput)`` through CUDA graphs (``capture=False``: the same
-    static-buffer step run eagerly, which is how the CPU tests check it).
+    """``step(x, y, epoch, lr) -> (loss, MixedOutput)`` through CUDA graphs (``capture=False``, the default
+    off CUDA: the same static-buffer step run eagerly, which is how the CPU tests check it).
 
     ``run(x, y, mixer, epoch)``: the eager step (``train_step`` with the run's settings) called with
     ``OnDevice(mixer)``; ``model`` the staged model (its stage count picks the mixing site).
     """
 
-    def __init__(self, run, model, mixer, optimizer, device: torch.device, capture: bool = True):
-        self.run, self.optimizer, self.capture = run, optimizer, capture
+    def __init__(self, run, model, mixer, optimizer, device: torch.device, capture: bool | None = None):
+        self.run, self.optimizer = run, optimizer
+        self.capture = device.type == "cuda" if capture is None else capture
         self.num_stages = len(model.stages)
         self.mixer = OnDevice(mixer, device)
         # The fused CUDA kernels read a float32 lr; float64 on the CPU equals a Python float lr exactly.
         lr_dtype = torch.float32 if device.type == "cuda" else torch.float64
-        self.lr = torch.tensor(optimizer.param_groups[0]["lr"], dtype=lr_dtype, device=device)
+        self.lr = torch.zeros((), dtype=lr_dtype, device=device)  # filled before every step
         make_capturable(optimizer, self.lr)
         self.x = self.y = None  # static input buffers, allocated at the first batch
         self.graphs = {}  # mixing site -> (graph, its static outputs)
