@@ -18,7 +18,9 @@
 #           fits if the GPU completes a step every <= 1.3 ms on aggregate (18 runs each at <= 24 ms).
 #   IF 50:  13,996 images, 110 steps an epoch, 22,000 a run, 396,000 in all: <= 1.15 ms a step.
 #   IF 10:  20,431 images, 160 steps an epoch, 32,000 a run, 576,000 in all: <= 0.8 ms a step.
-#   Evaluation adds ~3% (20 passes over 10,000 test images, forward only). The floor of a step is
+#   Evaluation adds ~3% (20 passes over 10,000 test images, forward only); each finished run's
+#   collapse metrics (analysis.json, test features on the CPU, ~30 s) are computed by the sweep as it
+#   finishes, and one cut off by the limit is made at the sweep's next start. The floor of a step is
 #   ~0.2-0.45 ms (docs/benchmarks.md), so the budget asks for 3-6x the floor; measure the captured
 #   step with benchmarks/bench_step_cuda.py first. A sweep nearing the limit is stopped (SIGTERM to
 #   every run): each run keeps its last.pt of the last finished epoch (checkpoint every epoch) and is
