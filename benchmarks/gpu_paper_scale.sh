@@ -53,7 +53,8 @@ echo "sweep exit $? after $((SECONDS - started)) s (124: stopped at the time lim
 sleep 3  # runs stopped with the sweep write their last files
 finished=$(find "$runs/$name" -name summary.json | xargs -r grep -l '"finished": true' | wc -l)
 echo "$finished of 18 runs finished" | tee -a "$out/logs/progress.txt"
-python3 -m ammix report "$runs/$name" > "$out/logs/report.log" 2>&1 || echo "report failed (see report.log)"
+timeout 30 python3 -m ammix report "$runs/$name" > "$out/logs/report.log" 2>&1 \
+  || echo "report failed or cut at 30 s (see logs/report.log); the runs are packed either way"
 find "$runs/$name" \( -name '*.json' -o -name '*.jsonl' -o -name 'config.yaml' -o -name train.log \
   -o -name '*.md' -o -name '*.csv' \) -print0 | tar czf "$out/paper-scale-if$factor.tar.gz" --null -T -
 tar czf "$out/logs.tar.gz" -C "$out" logs

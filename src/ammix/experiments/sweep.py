@@ -19,6 +19,9 @@ cross-entropy) and ``finetune`` (all weights, fine labels, plain cross-entropy);
 A plain training config can be swept too: ``ammix sweep CONFIG --methods ce am_mixup --seeds 0 1``.
 Runs write ``RUNS/<name>/<variant>/seed<S>[/<stage>]``. A finished run (summary.json) is skipped, an
 interrupted one (last.pt) resumed, so a sweep can be stopped and started again at any point.
+
+``--jobs N`` runs N at a time; ``--gpus 0,1`` one at a time on each GPU, and a repeated id packs runs
+onto one GPU: ``--gpus 0,0,0,0`` runs four at a time, each with ``CUDA_VISIBLE_DEVICES=0``.
 """
 
 from __future__ import annotations
