@@ -1,4 +1,5 @@
-"""The training loop: one function, ``train``, read top to bottom.
+"""The training loop: ``train``, read top to bottom, and the set-up, resume, epoch, evaluation and
+checkpoint functions it calls in that order.
 
 Exact resume. Everything random in an epoch is derived from ``(seed, rank, epoch)``: the DeviceLoader's
 order and augmentation (``seed + epoch``, and ``(seed, epoch, rank)``), the mixer's generator and the
