@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # GPU checks, run on a machine with one CUDA GPU from the repository root:
 #   bash benchmarks/gpu_check.sh OUT_DIR
-# The CUDA tests of the mixers, training with bf16 / fp16 autocast and channels_last, a one-process
-# NCCL run under torchrun, and the mixing-overhead and loader benchmarks on the GPU.
+# The CUDA tests of the mixers and of the captured step (graph replay vs eager, every method),
+# training with bf16 / fp16 autocast and channels_last (bf16: the captured step, fp16: eager), a
+# one-process NCCL run under torchrun, and the mixing-overhead, captured-step and loader benchmarks.
 set -uo pipefail
 out=${1:?usage: gpu_check.sh OUT_DIR}
 mkdir -p "$out"
@@ -12,6 +13,7 @@ step() { echo "== $*"; "$@" 2>&1 | tail -n 6; echo "-> exit ${PIPESTATUS[0]}"; }
 nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader
 python3 -c "import torch, torchvision; print('torch', torch.__version__, 'torchvision', torchvision.__version__)"
 step python3 -m pytest -q -p no:cacheprovider tests/test_mixing.py tests/test_models.py -k "cuda or resnet"
+step python3 -m pytest -q -p no:cacheprovider tests/test_graphed_step.py
 for amp in bf16 fp16; do
   step python3 -m ammix train configs/smoke.yaml train.device=cuda train.amp=$amp --run-dir "$runs/$amp"
   cp "$runs/$amp/summary.json" "$out/smoke_$amp.json"
@@ -20,4 +22,5 @@ step python3 -m torch.distributed.run --nproc_per_node=1 -m ammix train configs/
   train.device=cuda --run-dir "$runs/nccl"
 step python3 benchmarks/bench_mixing_overhead.py --device cuda --steps 20 --rounds 5 \
   --out "$out/mixing_overhead_cuda.json"
+step python3 benchmarks/bench_step_cuda.py --out "$out/step_cuda.json"
 step python3 benchmarks/bench_loader.py --device cuda --num-workers 0 4 --out "$out/loader_cuda.json"

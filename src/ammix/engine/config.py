@@ -152,6 +152,11 @@ class TrainConfig:
         "auto", "channels_last memory format (auto: on CPU and CUDA)", choices=("auto", "on", "off")
     )
     compile: bool = _opt(False, "torch.compile the model's stages and head")
+    cuda_graph: str = _opt(
+        "auto",
+        "capture the training step as a CUDA graph: auto (on CUDA when capturable), on, off",
+        choices=("auto", "on", "off"),
+    )
     deterministic: bool = _opt(False, "torch.use_deterministic_algorithms (and no cudnn benchmark)")
     freeze_backbone: bool = _opt(False, "linear probe: train the head only, backbone in eval mode")
     stop_after_epochs: int | None = _opt(None, "stop (resumably) once this many epochs are done", ge=1)

@@ -1,4 +1,5 @@
-"""The training loop: one function, ``train``, read top to bottom.
+"""The training loop: ``train``, read top to bottom, and the set-up, resume, epoch, evaluation and
+checkpoint functions it calls in that order.
 
 Exact resume. Everything random in an epoch is derived from ``(seed, rank, epoch)``: the DeviceLoader's
 order and augmentation (``seed + epoch``, and ``(seed, epoch, rank)``), the mixer's generator and the
@@ -13,19 +14,17 @@ from __future__ import annotations
 
 import contextlib
 import os
-import random
 import sys
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
-import numpy as np
 import torch
 from torch import nn
 from tqdm import tqdm
 
 from ammix import data as D
 from ammix.mixing import build_mixer, mixed_forward, one_hot, soft_cross_entropy
-from ammix.models import build_model
 
 from .checkpoint import (
     CheckpointError,
@@ -37,16 +36,9 @@ from .checkpoint import (
     set_rng_states,
 )
 from .config import Config, ConfigError, as_config, component_error, mixer_extras, read_yaml
-from .distributed import (
-    DistInfo,
-    all_reduce_sum,
-    barrier,
-    cleanup_distributed,
-    dist_env,
-    init_distributed,
-    is_distributed,
-)
+from .distributed import DistInfo, all_reduce_sum, barrier, cleanup_distributed, dist_env, init_distributed
 from .evaluate import accuracy_metrics, class_counts_correct
+from .graphed_step import CapturedStep, check_cuda_graph, graph_autocast, use_cuda_graph
 from .rundir import (
     CHECKPOINT,
     CONFIG,
@@ -62,14 +54,25 @@ from .rundir import (
     write_text,
 )
 from .schedule import lr_factor
+from .setup import (  # noqa: F401  (re-exported: the loop's helpers were defined here before)
+    DataError,
+    autocast,
+    compile_stages,
+    derive_seed,
+    load_data,
+    make_loaders,
+    make_model,
+    make_optimizer,
+    resolve_amp,
+    resolve_device,
+    seed_epoch,
+    sync_buffers,
+    wrap_ddp,
+)
 
 
 class TrainingDiverged(RuntimeError):
     """The training loss became NaN or infinite."""
-
-
-class DataError(RuntimeError):
-    """The dataset's files cannot be read (missing, unreadable)."""
 
 
 # Keys a resumed run may change: they do not change what is computed.
@@ -81,145 +84,11 @@ RESUMABLE_CHANGES = {
     "train.log_every",
     "train.dist_timeout_s",
     "train.compile",
+    "train.cuda_graph",  # like train.device: the same computation, other random streams on CUDA
     "data.root",
     "data.num_workers",
     "data.download",
 }
-
-
-# --- Set-up helpers ---------------------------------------------------------------------------------
-
-
-def resolve_device(name: str, info: DistInfo) -> torch.device:
-    """``auto``: CUDA, then MPS, then CPU. Under torchrun a CUDA rank takes GPU ``LOCAL_RANK``."""
-    mps = getattr(torch.backends, "mps", None)
-    mps_ok = mps is not None and mps.is_available()
-    if name == "auto":
-        name = "cuda" if torch.cuda.is_available() else "mps" if mps_ok and not info.enabled else "cpu"
-    if name.startswith("cuda"):
-        if not torch.cuda.is_available():
-            raise ConfigError(f"train.device = {name!r}: CUDA is not available here; allowed here: auto, cpu")
-        index = int(name.split(":")[1]) if ":" in name else info.local_rank if info.enabled else 0
-        if index >= torch.cuda.device_count():
-            raise ConfigError(f"train.device = {name!r}: no such GPU; {torch.cuda.device_count()} visible")
-        device = torch.device("cuda", index)
-        torch.cuda.set_device(device)
-        return device
-    if name == "mps":
-        if not mps_ok:
-            raise ConfigError("train.device = 'mps': MPS is not available here; allowed here: auto, cpu")
-        if info.enabled:
-            raise ConfigError(
-                "train.device = 'mps': not supported with several processes; allowed: cpu, cuda"
-            )
-    return torch.device(name)
-
-
-def resolve_amp(mode: str, device: torch.device) -> torch.dtype | None:
-    """The autocast dtype: ``auto`` is bf16 on CUDA and off elsewhere; fp16 needs CUDA."""
-    if mode == "auto":
-        return torch.bfloat16 if device.type == "cuda" and torch.cuda.is_bf16_supported() else None
-    if mode == "fp16" and device.type != "cuda":
-        raise ConfigError(
-            f"train.amp = 'fp16': needs CUDA (device is {device.type}); allowed here: auto, bf16, off"
-        )
-    if mode == "bf16" and device.type == "cuda" and not torch.cuda.is_bf16_supported():
-        raise ConfigError("train.amp = 'bf16': this GPU has no bf16; allowed here: auto, fp16, off")
-    return {"bf16": torch.bfloat16, "fp16": torch.float16}.get(mode)
-
-
-def autocast(device: torch.device, dtype: torch.dtype | None):
-    return torch.autocast(device.type, dtype=dtype) if dtype is not None else contextlib.nullcontext()
-
-
-def derive_seed(*parts: int) -> int:
-    """A 63-bit seed from a tuple of integers (numpy's SeedSequence: well mixed, stable)."""
-    return int(
-        np.random.SeedSequence([int(p) for p in parts]).generate_state(1, np.uint64)[0] >> np.uint64(1)
-    )
-
-
-def seed_epoch(seed: int, rank: int, epoch: int, mixer_generator: torch.Generator) -> None:
-    """Re-seed every stream from ``(seed, rank, epoch)``: what makes resume exact."""
-    s = derive_seed(seed, rank, epoch)
-    torch.manual_seed(s)
-    random.seed(s)
-    np.random.seed(s % 2**32)
-    mixer_generator.manual_seed(derive_seed(seed, rank, epoch, 1))
-
-
-def load_data(cfg: Config) -> tuple[D.ImageDataset, D.ImageDataset]:
-    """Train and test splits: long-tailed train split when ``imbalance_factor > 1`` (through the dataset's
-    own ``-lt`` variant where it has one), coarse labels if asked."""
-    d = cfg.data
-    opts = dict(d.options)
-    lt = {"imbalance_factor": d.imbalance_factor, "profile": d.profile, "lt_seed": d.lt_seed}
-    lt_variant = "imbalance_factor" in D.dataset_options(d.dataset)
-    if lt_variant:
-        opts.update({k: v for k, v in lt.items() if v is not None})
-    try:
-        train_set = D.load_dataset(d.dataset, d.root, train=True, download=d.download, **opts)
-        test_set = D.load_dataset(d.dataset, d.root, train=False, download=d.download, **opts)
-        if not lt_variant and (d.imbalance_factor or 1.0) > 1.0:
-            train_set = D.long_tailed(train_set, d.imbalance_factor, d.profile or "exp", seed=d.lt_seed or 0)
-    except (ValueError, TypeError) as exc:
-        raise component_error("data", "dataset", d.dataset, {**lt, **d.options}, exc) from None
-    except OSError as exc:
-        raise DataError(f"dataset {d.dataset!r}: {exc}") from None
-    if d.labels == "coarse":
-        if train_set.coarse_labels is None:
-            raise ConfigError(
-                f"data.labels = 'coarse': dataset {d.dataset!r} has no coarse labels; allowed: fine"
-            )
-        train_set, test_set = train_set.with_coarse_labels(), test_set.with_coarse_labels()
-    return train_set, test_set
-
-
-def make_model(cfg: Config, train_set: D.ImageDataset) -> nn.Module:
-    """The config's backbone for ``train_set``'s classes and channels (a bad option is a ``ConfigError``)."""
-    try:
-        return build_model(
-            cfg.model.name, train_set.num_classes, in_channels=train_set.image_shape[0], **cfg.model.options
-        )
-    except (ValueError, TypeError) as exc:
-        raise component_error("model", "name", cfg.model.name, cfg.model.options, exc) from None
-
-
-def compile_stages(model: nn.Module) -> None:
-    """``torch.compile`` each stage and the head of a ``StagedModel`` in place; the mixing hook between
-    stages stays eager, so every mixer works compiled."""
-    for stage in model.stages:
-        stage.compile()
-    model.head.compile()
-
-
-def make_optimizer(cfg: Config, params: list[nn.Parameter]) -> torch.optim.Optimizer:
-    o = cfg.optim
-    if o.name == "adamw":
-        return torch.optim.AdamW(
-            params, lr=o.lr, betas=tuple(o.betas), eps=o.eps, weight_decay=o.weight_decay
-        )
-    return torch.optim.SGD(
-        params, lr=o.lr, momentum=o.momentum, nesterov=o.nesterov, weight_decay=o.weight_decay
-    )
-
-
-def wrap_ddp(model: nn.Module, device: torch.device) -> nn.Module:
-    """``model`` wrapped in DistributedDataParallel when a process group of several ranks is up.
-
-    ``mixed_forward`` runs the mixer inside the model's ordinary forward (``at_boundary``), so DDP's
-    gradient hooks see one forward per step whatever the method."""
-    if not is_distributed():
-        return model
-    ids = [device.index] if device.type == "cuda" else None
-    return nn.parallel.DistributedDataParallel(model, device_ids=ids)
-
-
-def sync_buffers(model: nn.Module) -> None:
-    """Rank 0's buffers (BN running statistics) on every rank, so all ranks evaluate the same model."""
-    if is_distributed():
-        for b in model.buffers():
-            torch.distributed.broadcast(b, src=0)
 
 
 def config_changes(old: dict, new: dict, prefix: str = "") -> list[str]:
@@ -286,6 +155,47 @@ def train_step(
 # --- The run ----------------------------------------------------------------------------------------
 
 
+@dataclass
+class Trainer:
+    """What a run holds from its set-up to its end: the pieces built once, and the progress so far."""
+
+    cfg: Config
+    info: DistInfo
+    device: torch.device
+    run_dir: Path
+    train_set: D.ImageDataset
+    test_set: D.ImageDataset
+    train_counts: list[int]
+    groups: dict | None  # shot groups (many / medium / few) of a long-tailed training set
+    model: nn.Module
+    optimizer: torch.optim.Optimizer
+    scaler: torch.amp.GradScaler
+    amp_dtype: torch.dtype | None
+    amp_ctx: object
+    channels_last: bool
+    mixer: object
+    mixer_gen: torch.Generator
+    batches_for: object  # epoch -> that epoch's training batches
+    test_loader: object
+    steps_per_epoch: int
+    ddp_model: nn.Module | None = None
+    step: object = None  # (x, y, epoch, lr) -> (loss, MixedOutput): eager or captured
+    start_epoch: int = 0
+    best: dict | None = None
+    last_eval: dict | None = None
+    wall_before: float = 0.0
+    resumed: bool = False
+    checkpoint_epoch: int | None = None  # the epoch of the last checkpoint written or loaded
+
+    @property
+    def num_classes(self) -> int:
+        return self.train_set.num_classes
+
+    @property
+    def ckpt_path(self) -> Path:
+        return self.run_dir / CHECKPOINT
+
+
 def train(
     config: Config | dict,
     run_dir: str | Path,
@@ -314,19 +224,77 @@ def train(
         raise ConfigError("data.loader = 'reference': single process only; allowed with torchrun: device")
     device = resolve_device(cfg.train.device, info)
     amp_dtype = resolve_amp(cfg.train.amp, device)
+    check_cuda_graph(cfg.train.cuda_graph, device)
     owns_group = info.enabled and not torch.distributed.is_initialized()
     init_distributed(info, device, cfg.train.dist_timeout_s)
     try:
-        return _train(cfg, run_dir, resume, fresh, info, device, amp_dtype, command)
+        return _train(cfg, run_dir, resume, info, device, amp_dtype, command)
     finally:
         if owns_group:
             cleanup_distributed()
 
 
-def _train(cfg, run_dir, resume, fresh, info, device, amp_dtype, command) -> dict:
+def _train(cfg, run_dir, resume, info, device, amp_dtype, command) -> dict:
     t_start = time.time()
-    main = info.is_main
-    say = print if main else (lambda *a, **k: None)
+    t = _set_up(cfg, run_dir, info, device, amp_dtype)
+    if resume and t.ckpt_path.exists():
+        _resume(t)
+    _prepare_run_dir(t)
+
+    # Wrap for DDP and compile (optional) once the weights are final.
+    if cfg.train.compile:
+        compile_stages(t.model)
+    t.ddp_model = wrap_ddp(t.model, device)
+    t.step = _make_step(t)
+    writer = _tensorboard(t)
+    epochs = cfg.train.epochs
+    end_epoch = min(epochs, cfg.train.stop_after_epochs or epochs)
+    bar_on = info.is_main and (
+        cfg.train.progress == "on" or (cfg.train.progress == "auto" and sys.stderr.isatty())
+    )
+    _say(
+        t,
+        f"ammix: {cfg.model.name} on {t.train_set.name} ({len(t.train_set)} train / {len(t.test_set)} test "
+        f"images, {t.num_classes} classes), mixing {cfg.mixing.method}, {epochs} epochs on {device}"
+        + (f" x {info.world_size} ranks" if info.enabled else "")
+        + (f"; resuming after epoch {t.start_epoch}" if t.resumed else "")
+        + f"; run folder {run_dir}",
+    )
+
+    for epoch in range(t.start_epoch, end_epoch):
+        record, speed, lr = _train_epoch(t, epoch, bar_on)
+        if (epoch + 1) % cfg.train.eval_every == 0 or epoch + 1 == epochs:
+            record.update(_evaluate(t, epoch))
+        record.update(speed)
+        if info.is_main:
+            _report(t, record, writer, bar_on)
+        # Checkpoint (atomic), every checkpoint_every epochs and at the last epoch of this invocation.
+        if (epoch + 1) % cfg.train.checkpoint_every == 0 or epoch + 1 == end_epoch:
+            _save(t, epoch, lr, t_start)
+
+    if writer is not None:
+        writer.close()
+    summary = _summary(t, max(end_epoch, t.start_epoch), t_start, command)
+    if info.is_main:
+        write_json(run_dir / SUMMARY, summary)
+        if not summary["finished"]:
+            _say(
+                t, f"ammix: stopped after epoch {summary['epochs_done']} of {epochs}; continue with --resume"
+            )
+    barrier()
+    return summary
+
+
+def _say(t: Trainer, line: str) -> None:
+    if t.info.is_main:
+        print(line, flush=True)
+
+
+# --- Set-up and resume ------------------------------------------------------------------------------
+
+
+def _set_up(cfg: Config, run_dir: Path, info: DistInfo, device: torch.device, amp_dtype) -> Trainer:
+    """Data, model, optimizer, mixer and loaders of a new run (before any checkpoint is loaded)."""
     if cfg.train.deterministic:
         os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
         torch.use_deterministic_algorithms(True, warn_only=True)
@@ -356,7 +324,6 @@ def _train(cfg, run_dir, resume, fresh, info, device, amp_dtype, command) -> dic
     params = [p for p in model.parameters() if p.requires_grad]
     optimizer = make_optimizer(cfg, params)
     scaler = torch.amp.GradScaler(device.type, enabled=amp_dtype == torch.float16)
-    amp_ctx = autocast(device, amp_dtype)
 
     # Mixer: its own CPU generator, re-seeded per epoch from (seed, rank, epoch).
     mixer_gen = torch.Generator()
@@ -371,307 +338,298 @@ def _train(cfg, run_dir, resume, fresh, info, device, amp_dtype, command) -> dic
     except (ValueError, TypeError) as exc:
         raise component_error("mixing", "method", cfg.mixing.method, cfg.mixing.options, exc) from None
 
-    # Loaders: the global batch is split evenly across ranks; each rank evaluates a disjoint test shard.
-    d = cfg.data
-    batch = d.batch_size // info.world_size
-    augment = None if d.augment == "none" else d.augment
-    test_shard = test_set.subset(torch.arange(info.rank, len(test_set), info.world_size))
-    if d.loader == "device":
-        train_loader = D.DeviceLoader(
-            train_set,
-            batch,
-            device,
-            train=True,
-            augment=augment,
-            shuffle=True,
-            drop_last=d.drop_last,
-            seed=cfg.seed,
-            rank=info.rank,
-            world_size=info.world_size,
-        )
-        test_loader = D.DeviceLoader(
-            test_shard, d.eval_batch_size, device, train=False, augment=None, shuffle=False, drop_last=False
-        )
-    else:
-
-        def train_loader_for(epoch: int):  # a new loader per epoch, its order seeded from (seed, epoch)
-            return D.reference_loader(
-                train_set,
-                batch,
-                train=True,
-                augment=augment,
-                num_workers=d.num_workers,
-                seed=derive_seed(cfg.seed, epoch, 2),
-                shuffle=True,
-                drop_last=d.drop_last,
-            )
-
-        train_loader = train_loader_for(0)
-        test_loader = D.reference_loader(test_shard, d.eval_batch_size, train=False, augment=None)
-    steps_per_epoch = len(train_loader)
-    if steps_per_epoch == 0:
-        raise ConfigError(f"data.batch_size = {d.batch_size}: larger than the training set with drop_last")
-
-    # Resume: model, optimizer, scaler, mixer generator, RNG states, epoch count, best/last metrics.
-    start_epoch, best, last_eval, wall_before = 0, None, None, 0.0
-    ckpt_path = run_dir / CHECKPOINT
-    resumed = resume and ckpt_path.exists()
-    if resumed:
-        ckpt = load_checkpoint(ckpt_path)
-        changes = config_changes(ckpt.get("config", {}), cfg.to_dict())
-        if changes:
-            raise ConfigError(
-                f"--resume: {run_dir} was started with another config ({'; '.join(changes)}); "
-                f"use the same config, or start again with --fresh"
-            )
-        try:
-            model.load_state_dict(ckpt["model"])
-            optimizer.load_state_dict(ckpt["optimizer"])
-        except (RuntimeError, ValueError, KeyError) as exc:
-            raise CheckpointError(
-                f"checkpoint {ckpt_path} does not fit this model/optimizer: {exc}"
-            ) from None
-        scaler.load_state_dict(ckpt.get("scaler") or {})
-        mixer_gen.set_state(ckpt["mixer_generator"])
-        set_rng_states(ckpt["rng"])
-        start_epoch, best, last_eval = ckpt["epoch"], ckpt.get("best"), ckpt.get("last_eval")
-        wall_before = ckpt.get("wall_time_s", 0.0)
-
-    # Run folder (rank 0 only): a new run writes its resolved config; a resumed one drops the metrics
-    # lines of epochs after its checkpoint.
-    if main:
-        if resumed:
-            remove_stale_temps(run_dir)
-            truncate_metrics(run_dir, start_epoch)
-        elif holds_run(run_dir):  # --fresh, or --resume of a run killed before its first checkpoint
-            wipe_run_dir(run_dir)
-        run_dir.mkdir(parents=True, exist_ok=True)
-        write_text(run_dir / CONFIG, cfg.to_yaml())
-    barrier()
-
-    # Wrap for DDP and compile (optional) once the weights are final.
-    if cfg.train.compile:
-        compile_stages(model)
-    ddp_model = wrap_ddp(model, device)
-    writer = None
-    if main and cfg.train.tensorboard:
-        try:
-            from torch.utils.tensorboard import SummaryWriter
-
-            writer = SummaryWriter(str(run_dir / TENSORBOARD))
-        except ImportError:
-            say(
-                "ammix: train.tensorboard is on but tensorboard is not installed; skipping it",
-                file=sys.stderr,
-            )
-
-    epochs = cfg.train.epochs
-    end_epoch = min(epochs, cfg.train.stop_after_epochs or epochs)
-    checkpoint_epoch = start_epoch if resumed else None
-    bar_on = main and (cfg.train.progress == "on" or (cfg.train.progress == "auto" and sys.stderr.isatty()))
-    acc_dtype = torch.float32 if device.type == "mps" else torch.float64
-    say(
-        f"ammix: {cfg.model.name} on {train_set.name} ({len(train_set)} train / {len(test_set)} test images, "
-        f"{num_classes} classes), mixing {cfg.mixing.method}, {epochs} epochs on {device}"
-        + (f" x {info.world_size} ranks" if info.enabled else "")
-        + (f"; resuming after epoch {start_epoch}" if resumed else "")
-        + f"; run folder {run_dir}",
-        flush=True,
+    batches_for, test_loader, steps_per_epoch = make_loaders(cfg, train_set, test_set, info, device)
+    return Trainer(
+        cfg=cfg,
+        info=info,
+        device=device,
+        run_dir=run_dir,
+        train_set=train_set,
+        test_set=test_set,
+        train_counts=train_counts,
+        groups=groups,
+        model=model,
+        optimizer=optimizer,
+        scaler=scaler,
+        amp_dtype=amp_dtype,
+        amp_ctx=autocast(device, amp_dtype),
+        channels_last=channels_last,
+        mixer=mixer,
+        mixer_gen=mixer_gen,
+        batches_for=batches_for,
+        test_loader=test_loader,
+        steps_per_epoch=steps_per_epoch,
     )
 
-    for epoch in range(start_epoch, end_epoch):
-        # Every random stream of this epoch from (seed, rank, epoch).
-        seed_epoch(cfg.seed, info.rank, epoch, mixer_gen)
-        if d.loader == "device":
-            train_loader.set_epoch(epoch)
-            batches = train_loader
-        else:
-            batches = train_loader_for(epoch)
-        model.train()
-        if cfg.train.freeze_backbone:
-            model.stages.eval()  # linear probe: BN statistics of the backbone stay put
-        sums = torch.zeros(4, dtype=acc_dtype, device=device)  # loss * n, correct, n (mixed rows), images
-        bar = tqdm(
-            total=steps_per_epoch,
-            desc=f"epoch {epoch + 1}/{epochs}",
-            leave=False,
-            disable=not bar_on,
-            file=sys.stderr,
-            dynamic_ncols=True,
+
+def _resume(t: Trainer) -> None:
+    """Model, optimizer, scaler, mixer generator, RNG states, epoch count, best/last metrics from last.pt."""
+    ckpt = load_checkpoint(t.ckpt_path)
+    changes = config_changes(ckpt.get("config", {}), t.cfg.to_dict())
+    if changes:
+        raise ConfigError(
+            f"--resume: {t.run_dir} was started with another config ({'; '.join(changes)}); "
+            f"use the same config, or start again with --fresh"
         )
-        t0 = time.perf_counter()
-        lr = cfg.optim.lr
-        for step, (x, y) in enumerate(batches):
-            it = epoch * steps_per_epoch + step
-            lr = cfg.optim.lr * lr_factor(it, steps_per_epoch, epochs, cfg.schedule)
-            for group in optimizer.param_groups:
-                group["lr"] = lr
-            x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
-            if channels_last and x.dim() == 4:
-                x = x.contiguous(memory_format=torch.channels_last)
-            if step == 0 and epoch == start_epoch:
-                _maybe_fault(info.rank)
+    try:
+        t.model.load_state_dict(ckpt["model"])
+        t.optimizer.load_state_dict(ckpt["optimizer"])
+    except (RuntimeError, ValueError, KeyError) as exc:
+        raise CheckpointError(f"checkpoint {t.ckpt_path} does not fit this model/optimizer: {exc}") from None
+    t.scaler.load_state_dict(ckpt.get("scaler") or {})
+    t.mixer_gen.set_state(ckpt["mixer_generator"])
+    set_rng_states(ckpt["rng"])
+    t.start_epoch, t.best, t.last_eval = ckpt["epoch"], ckpt.get("best"), ckpt.get("last_eval")
+    t.wall_before = ckpt.get("wall_time_s", 0.0)
+    t.resumed, t.checkpoint_epoch = True, t.start_epoch
 
-            loss, out = train_step(
-                ddp_model,
-                mixer,
-                optimizer,
-                x,
-                y,
-                epoch + step / steps_per_epoch,
-                num_classes,
-                cfg.train.label_smoothing,
-                scaler,
-                amp_ctx,
-                cfg.optim.grad_clip,
-            )
 
-            n = out.targets.shape[0]
-            sums[0] += loss.float() * n
-            sums[1] += (out.logits.argmax(1) == out.targets.argmax(1)).sum()
-            sums[2] += n
-            sums[3] += x.shape[0]
-            if (step + 1) % cfg.train.log_every == 0 or step + 1 == steps_per_epoch:
-                # NaN / inf guard (all ranks agree: the flag is summed over them).
-                bad = all_reduce_sum((~torch.isfinite(sums[:1])).to(acc_dtype))
-                if bad.item() > 0:
-                    bar.close()
-                    kept = (
-                        f"the last good checkpoint, {ckpt_path} (after epoch {checkpoint_epoch}), is kept"
-                        if checkpoint_epoch is not None
-                        else "no checkpoint had been written yet"
-                    )
-                    raise TrainingDiverged(
-                        f"the training loss became {sums[0].item()} at epoch {epoch + 1}, step {step + 1} "
-                        f"(lr {lr:.4g}); training stopped, {kept}. Lower optim.lr or check the data."
-                    )
-                if bar_on:
-                    bar.update(step + 1 - bar.n)
-                    elapsed = time.perf_counter() - t0
-                    bar.set_postfix(
-                        loss=f"{(sums[0] / sums[2]).item():.4f}",
-                        img_s=f"{sums[3].item() / max(elapsed, 1e-9):.0f}",
-                    )
-        bar.close()
-        if device.type == "cuda":
-            torch.cuda.synchronize(device)
-        epoch_time = time.perf_counter() - t0
+def _prepare_run_dir(t: Trainer) -> None:
+    """Rank 0: a new run writes its resolved config; a resumed one drops the metrics lines of epochs
+    after its checkpoint."""
+    if t.info.is_main:
+        if t.resumed:
+            remove_stale_temps(t.run_dir)
+            truncate_metrics(t.run_dir, t.start_epoch)
+        elif holds_run(t.run_dir):  # --fresh, or --resume of a run killed before its first checkpoint
+            wipe_run_dir(t.run_dir)
+        t.run_dir.mkdir(parents=True, exist_ok=True)
+        write_text(t.run_dir / CONFIG, t.cfg.to_yaml())
+    barrier()
 
-        # Epoch metrics: train loss / accuracy on the mixed targets (argmax), summed over ranks.
-        totals = all_reduce_sum(sums.clone()).tolist()
-        record = {
-            "epoch": epoch + 1,
-            "train_loss": totals[0] / totals[2],
-            "train_acc": 100.0 * totals[1] / totals[2],
-            "lr": lr,
-        }
-        if hasattr(mixer, "lam"):
-            record["lam"] = mixer.lam(epoch)  # at the start of the epoch
-        if (epoch + 1) % cfg.train.eval_every == 0 or epoch + 1 == epochs:
-            sync_buffers(model)
-            correct, total = class_counts_correct(
-                model, test_loader, num_classes, device, amp_ctx, channels_last
-            )
-            metrics = accuracy_metrics(correct, total, groups)
-            last_eval = {"epoch": epoch + 1, **metrics}
-            if best is None or metrics[cfg.train.best_metric] > best[cfg.train.best_metric]:
-                best = last_eval
-            record.update(
-                test_acc=metrics["acc"],
-                balanced_acc=metrics["balanced_acc"],
-                per_class_acc=metrics["per_class_acc"],
-            )
-            if groups is not None:
-                record["group_acc"] = metrics["group_acc"]
-        record.update(epoch_time=epoch_time, images_per_s=totals[3] / max(epoch_time, 1e-9))
 
-        if main:
-            append_metrics(run_dir, record)
-            if writer is not None:
-                for key in (
-                    "train_loss",
-                    "train_acc",
-                    "lr",
-                    "lam",
-                    "test_acc",
-                    "balanced_acc",
-                    "images_per_s",
-                ):
-                    if key in record:
-                        writer.add_scalar(key, record[key], epoch + 1)
-                writer.flush()
-            line = (
-                f"epoch {epoch + 1}/{epochs}  loss {record['train_loss']:.4f}"
-                f"  train {record['train_acc']:.1f}%"
-                + (
-                    f"  test {record['test_acc']:.2f}%  bal {record['balanced_acc']:.2f}%"
-                    if "test_acc" in record
-                    else ""
-                )
-                + f"  lr {lr:.4g}"
-                + (f"  lam {record['lam']:.4f}" if "lam" in record else "")
-                + f"  {epoch_time:.1f}s  {record['images_per_s']:.0f} img/s"
-            )
+def _tensorboard(t: Trainer):
+    if not (t.info.is_main and t.cfg.train.tensorboard):
+        return None
+    try:
+        from torch.utils.tensorboard import SummaryWriter
+    except ImportError:
+        print("ammix: train.tensorboard is on but tensorboard is not installed; skipping it", file=sys.stderr)
+        return None
+    return SummaryWriter(str(t.run_dir / TENSORBOARD))
+
+
+# --- The epoch --------------------------------------------------------------------------------------
+
+
+def _train_epoch(t: Trainer, epoch: int, bar_on: bool) -> tuple[dict, dict, float]:
+    """One pass over the training batches; returns the epoch's metrics, its speed and its last lr."""
+    cfg, device = t.cfg, t.device
+    epochs, steps = cfg.train.epochs, t.steps_per_epoch
+    # Every random stream of this epoch from (seed, rank, epoch).
+    seed_epoch(cfg.seed, t.info.rank, epoch, t.mixer_gen)
+    batches = t.batches_for(epoch)
+    t.model.train()
+    if cfg.train.freeze_backbone:
+        t.model.stages.eval()  # linear probe: BN statistics of the backbone stay put
+    acc_dtype = torch.float32 if device.type == "mps" else torch.float64
+    sums = torch.zeros(4, dtype=acc_dtype, device=device)  # loss * n, correct, n (mixed rows), images
+    bar = tqdm(
+        total=steps,
+        desc=f"epoch {epoch + 1}/{epochs}",
+        leave=False,
+        disable=not bar_on,
+        file=sys.stderr,
+        dynamic_ncols=True,
+    )
+    t0 = time.perf_counter()
+    lr = cfg.optim.lr
+    for step, (x, y) in enumerate(batches):
+        lr = cfg.optim.lr * lr_factor(epoch * steps + step, steps, epochs, cfg.schedule)
+        x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
+        if t.channels_last and x.dim() == 4:
+            x = x.contiguous(memory_format=torch.channels_last)
+        if step == 0 and epoch == t.start_epoch:
+            _maybe_fault(t.info.rank)
+
+        loss, out = t.step(x, y, epoch + step / steps, lr)
+
+        n = out.targets.shape[0]
+        sums[0] += loss.float() * n
+        sums[1] += (out.logits.argmax(1) == out.targets.argmax(1)).sum()
+        sums[2] += n
+        sums[3] += x.shape[0]
+        if (step + 1) % cfg.train.log_every == 0 or step + 1 == steps:
+            _check_finite(t, sums, epoch, step, lr, bar)
             if bar_on:
-                tqdm.write(line, file=sys.stdout)
-            else:
-                print(line, flush=True)
-
-        # Checkpoint (atomic), every checkpoint_every epochs and at the last epoch of this invocation.
-        if (epoch + 1) % cfg.train.checkpoint_every == 0 or epoch + 1 == end_epoch:
-            if main:
-                save_checkpoint(
-                    ckpt_path,
-                    {
-                        "epoch": epoch + 1,
-                        "model": model.state_dict(),
-                        "optimizer": optimizer.state_dict(),
-                        "scheduler": {
-                            "name": cfg.schedule.name,
-                            "step": (epoch + 1) * steps_per_epoch,
-                            "lr": lr,
-                        },
-                        "scaler": scaler.state_dict(),
-                        "mixer_generator": mixer_gen.get_state(),
-                        "rng": rng_states(),
-                        "loader": {"epoch": epoch + 1},
-                        "best": best,
-                        "last_eval": last_eval,
-                        "config": cfg.to_dict(),
-                        "wall_time_s": wall_before + time.time() - t_start,
-                    },
+                bar.update(step + 1 - bar.n)
+                elapsed = time.perf_counter() - t0
+                bar.set_postfix(
+                    loss=f"{(sums[0] / sums[2]).item():.4f}",
+                    img_s=f"{sums[3].item() / max(elapsed, 1e-9):.0f}",
                 )
-            checkpoint_epoch = epoch + 1
+    bar.close()
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+    epoch_time = time.perf_counter() - t0
 
+    # Epoch metrics: train loss / accuracy on the mixed targets (argmax), summed over ranks.
+    totals = all_reduce_sum(sums.clone()).tolist()
+    record = {
+        "epoch": epoch + 1,
+        "train_loss": totals[0] / totals[2],
+        "train_acc": 100.0 * totals[1] / totals[2],
+        "lr": lr,
+    }
+    if hasattr(t.mixer, "lam"):
+        record["lam"] = t.mixer.lam(epoch)  # at the start of the epoch
+    speed = {"epoch_time": epoch_time, "images_per_s": totals[3] / max(epoch_time, 1e-9)}
+    return record, speed, lr
+
+
+def _make_step(t: Trainer):
+    """The step the epoch calls, ``(x, y, epoch, lr) -> (loss, MixedOutput)``: eager ``train_step``, or
+    the same step captured as a CUDA graph (``ammix.engine.graphed_step``)."""
+    cfg = t.cfg
+    captured = use_cuda_graph(
+        cfg.train.cuda_graph,
+        t.device,
+        distributed=t.info.enabled,
+        compiled=cfg.train.compile,
+        fp16=t.scaler.is_enabled(),
+        mixer=t.mixer,
+    )
+    amp_ctx = graph_autocast(t.device, t.amp_dtype) if captured else t.amp_ctx
+
+    def run(x, y, mixer, epoch):
+        return train_step(
+            t.ddp_model,
+            mixer,
+            t.optimizer,
+            x,
+            y,
+            epoch,
+            t.num_classes,
+            cfg.train.label_smoothing,
+            t.scaler,
+            amp_ctx,
+            cfg.optim.grad_clip,
+        )
+
+    if captured:
+        return CapturedStep(run, t.model, t.mixer, t.optimizer, t.device)
+
+    def eager(x, y, epoch, lr):
+        for group in t.optimizer.param_groups:
+            group["lr"] = lr
+        return run(x, y, t.mixer, epoch)
+
+    return eager
+
+
+def _check_finite(t: Trainer, sums: torch.Tensor, epoch: int, step: int, lr: float, bar) -> None:
+    """Raise ``TrainingDiverged`` if the loss sum is NaN / inf (all ranks agree: the flag is summed)."""
+    bad = all_reduce_sum((~torch.isfinite(sums[:1])).to(sums.dtype))
+    if bad.item() == 0:
+        return
+    bar.close()
+    kept = (
+        f"the last good checkpoint, {t.ckpt_path} (after epoch {t.checkpoint_epoch}), is kept"
+        if t.checkpoint_epoch is not None
+        else "no checkpoint had been written yet"
+    )
+    raise TrainingDiverged(
+        f"the training loss became {sums[0].item()} at epoch {epoch + 1}, step {step + 1} "
+        f"(lr {lr:.4g}); training stopped, {kept}. Lower optim.lr or check the data."
+    )
+
+
+def _evaluate(t: Trainer, epoch: int) -> dict:
+    """Test metrics after ``epoch``; updates the run's best and last evaluation."""
+    sync_buffers(t.model)
+    correct, total = class_counts_correct(
+        t.model, t.test_loader, t.num_classes, t.device, t.amp_ctx, t.channels_last
+    )
+    metrics = accuracy_metrics(correct, total, t.groups)
+    t.last_eval = {"epoch": epoch + 1, **metrics}
+    best_metric = t.cfg.train.best_metric
+    if t.best is None or metrics[best_metric] > t.best[best_metric]:
+        t.best = t.last_eval
+    record = {
+        "test_acc": metrics["acc"],
+        "balanced_acc": metrics["balanced_acc"],
+        "per_class_acc": metrics["per_class_acc"],
+    }
+    if t.groups is not None:
+        record["group_acc"] = metrics["group_acc"]
+    return record
+
+
+def _report(t: Trainer, record: dict, writer, bar_on: bool) -> None:
+    """Rank 0: the metrics line in metrics.jsonl, TensorBoard and the console."""
+    append_metrics(t.run_dir, record)
     if writer is not None:
-        writer.close()
-    epochs_done = max(end_epoch, start_epoch)
-    summary = {
-        "finished": epochs_done >= epochs,
+        for key in ("train_loss", "train_acc", "lr", "lam", "test_acc", "balanced_acc", "images_per_s"):
+            if key in record:
+                writer.add_scalar(key, record[key], record["epoch"])
+        writer.flush()
+    line = (
+        f"epoch {record['epoch']}/{t.cfg.train.epochs}  loss {record['train_loss']:.4f}"
+        f"  train {record['train_acc']:.1f}%"
+        + (
+            f"  test {record['test_acc']:.2f}%  bal {record['balanced_acc']:.2f}%"
+            if "test_acc" in record
+            else ""
+        )
+        + f"  lr {record['lr']:.4g}"
+        + (f"  lam {record['lam']:.4f}" if "lam" in record else "")
+        + f"  {record['epoch_time']:.1f}s  {record['images_per_s']:.0f} img/s"
+    )
+    if bar_on:
+        tqdm.write(line, file=sys.stdout)
+    else:
+        print(line, flush=True)
+
+
+def _save(t: Trainer, epoch: int, lr: float, t_start: float) -> None:
+    """Rank 0 writes last.pt (atomically) after ``epoch``: everything a resume needs."""
+    if t.info.is_main:
+        save_checkpoint(
+            t.ckpt_path,
+            {
+                "epoch": epoch + 1,
+                "model": t.model.state_dict(),
+                "optimizer": t.optimizer.state_dict(),
+                "scheduler": {
+                    "name": t.cfg.schedule.name,
+                    "step": (epoch + 1) * t.steps_per_epoch,
+                    "lr": lr,
+                },
+                "scaler": t.scaler.state_dict(),
+                "mixer_generator": t.mixer_gen.get_state(),
+                "rng": rng_states(),
+                "loader": {"epoch": epoch + 1},
+                "best": t.best,
+                "last_eval": t.last_eval,
+                "config": t.cfg.to_dict(),
+                "wall_time_s": t.wall_before + time.time() - t_start,
+            },
+        )
+    t.checkpoint_epoch = epoch + 1
+
+
+def _summary(t: Trainer, epochs_done: int, t_start: float, command: str | None) -> dict:
+    device = t.device
+    return {
+        "finished": epochs_done >= t.cfg.train.epochs,
         "epochs_done": epochs_done,
-        "epochs": epochs,
-        "last": last_eval,
-        "best": best,
-        "best_metric": cfg.train.best_metric,
-        "wall_time_s": wall_before + time.time() - t_start,
+        "epochs": t.cfg.train.epochs,
+        "last": t.last_eval,
+        "best": t.best,
+        "best_metric": t.cfg.train.best_metric,
+        "wall_time_s": t.wall_before + time.time() - t_start,
         "command": command if command is not None else " ".join(sys.argv),
         "torch_version": torch.__version__,
         "device": str(device) + (f" ({torch.cuda.get_device_name(device)})" if device.type == "cuda" else ""),
-        "world_size": info.world_size,
-        "dataset": train_set.name,
-        "num_classes": num_classes,
-        "train_size": len(train_set),
-        "test_size": len(test_set),
-        "train_class_counts": train_counts,
-        "run_dir": str(run_dir),
+        "world_size": t.info.world_size,
+        "dataset": t.train_set.name,
+        "num_classes": t.num_classes,
+        "train_size": len(t.train_set),
+        "test_size": len(t.test_set),
+        "train_class_counts": t.train_counts,
+        "run_dir": str(t.run_dir),
         "files": {"config": CONFIG, "metrics": METRICS, "checkpoint": CHECKPOINT},
     }
-    if main:
-        write_json(run_dir / SUMMARY, summary)
-        if not summary["finished"]:
-            say(f"ammix: stopped after epoch {epochs_done} of {epochs}; continue with --resume", flush=True)
-    barrier()
-    return summary
 
 
 def saved_config(run_dir: str | Path) -> dict:

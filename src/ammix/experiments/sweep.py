@@ -25,6 +25,9 @@ Runs write ``RUNS/<name>/<variant>/seed<S>[/<stage>]``. A finished run (summary.
 interrupted one (last.pt) resumed, so a sweep can be stopped and started again at any point. A run
 folder made with another config (its config.yaml differs from the config the run would use now, by
 the rule ``--resume`` applies) is refused, never reused: give the changed sweep its own ``--name``.
+
+``--jobs N`` runs N at a time; ``--gpus 0,1`` one at a time on each GPU, and a repeated id packs runs
+onto one GPU: ``--gpus 0,0,0,0`` runs four at a time, each with ``CUDA_VISIBLE_DEVICES=0``.
 """
 
 from __future__ import annotations
@@ -199,24 +202,36 @@ def train_command(config: Path, run: Run) -> list[str]:
             "--run-dir", str(run.run_dir), *resume]
 
 
+def gpu_slots(gpus: str | None, jobs: int) -> list[str | None]:
+    """The run slots: one per entry of the comma-separated GPU ids `gpus` (an id repeated is that many
+    runs at a time on that GPU: ``0,0,0,0`` packs four), else `jobs` slots without a GPU assignment."""
+    if not gpus:
+        return [None] * jobs
+    ids = [g.strip() for g in gpus.split(",")]
+    if not all(g.isdigit() for g in ids):
+        raise SweepError(f"--gpus {gpus!r}: expected comma-separated GPU ids such as 0,0,1,1")
+    return ids
+
+
 def run_sweep(sweep: Sweep, runs_dir: Path, jobs: int = 1, gpus: list[str] | None = None) -> int:
-    """Run the sweep's unfinished runs, `jobs` at a time (one per GPU when `gpus` is given).
+    """Run the sweep's unfinished runs, `jobs` at a time, or one per entry of `gpus` (GPU ids, repeated
+    to pack several runs onto one GPU), each run seeing only its GPU (CUDA_VISIBLE_DEVICES).
 
     Each run's output goes to its folder's `train.log`; a finished run gets its collapse metrics
     (`analysis.json`, see `ammix.experiments.analyze`). Returns the number of failed runs.
     """
     runs = plan_runs(sweep, runs_dir)
     todo = [run for run in runs if not is_finished(run.run_dir)]
+    slots = list(gpus) if gpus else [None] * jobs
     print(f"sweep {sweep.name}: {len(runs)} runs, {len(runs) - len(todo)} finished, {len(todo)} to run "
-          f"({jobs} at a time) under {runs_dir / sweep.name}", flush=True)
+          f"({len(slots)} at a time) under {runs_dir / sweep.name}", flush=True)
     # A sweep stopped between a run's end and its analysis left a finished run without metrics.
     unanalysed = [run for run in runs if is_finished(run.run_dir) and (run.run_dir / "last.pt").is_file()
                   and not (run.run_dir / "analysis.json").is_file()]
     for run in unanalysed:
         print(f"  {run.label}: finished earlier, analysing", flush=True)
         analyze_run(run.run_dir)
-    slots = list(gpus) if gpus else [None] * jobs
-    free = list(range(len(slots)))
+    free = list(range(len(slots)))  # a pool thread takes a free slot: there are as many threads as slots
     failed: list[str] = []
 
     def launch(run: Run) -> bool:
@@ -258,7 +273,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--seeds", nargs="+", type=int, help="seeds (replaces the file's)")
     parser.add_argument("--runs-dir", type=Path, default=Path("runs"), help="where run folders go")
     parser.add_argument("--jobs", type=int, default=1, help="runs at a time on this machine (default: 1)")
-    parser.add_argument("--gpus", help="comma-separated GPU ids: one run per GPU at a time")
+    parser.add_argument("--gpus", help="comma-separated GPU ids, one run at a time per entry; repeat an id "
+                        "to pack runs onto one GPU (0,0,0,0: four on GPU 0); replaces --jobs")
     parser.add_argument("--set", nargs="+", default=[], metavar="KEY=VALUE",
                         help="overrides for every run (e.g. data.imbalance_factor=50)")
     parser.add_argument("--name", help="the sweep's folder name (default: the file's name key)")
@@ -294,10 +310,16 @@ def run(args: argparse.Namespace) -> int:
     except SweepError as err:
         print(f"ammix sweep: {err}", file=sys.stderr)
         return 2
+    try:
+        slots = gpu_slots(args.gpus, args.jobs)
+    except SweepError as err:
+        print(f"ammix sweep: {err}", file=sys.stderr)
+        return 2
     if args.dry_run:
+        print(f"{len(slots)} runs at a time"
+              + (f", CUDA_VISIBLE_DEVICES from a free slot of {','.join(slots)}" if args.gpus else ""))
         for planned in runs:
             state = "finished" if is_finished(planned.run_dir) else "to run"
             print(f"[{state}] " + " ".join(train_command(sweep.config, planned)))
         return 0
-    gpus = args.gpus.split(",") if args.gpus else None
-    return 1 if run_sweep(sweep, args.runs_dir, args.jobs, gpus) else 0
+    return 1 if run_sweep(sweep, args.runs_dir, gpus=slots) else 0

@@ -14,10 +14,14 @@ import inspect
 
 from .forward import MixedOutput, mixed_forward
 from .functional import (
+    beta_on_device,
+    box_mask,
     cutmix_box,
+    cutmix_box_at,
     interclass_partners,
     interpolate,
     one_hot,
+    permutation_on_device,
     random_permutation,
     remix_label_weight,
     sample_beta,
@@ -32,6 +36,7 @@ from .methods import (
     NoMixing,
     Remix,
 )
+from .on_device import OnDevice
 from .schedules import SCHEDULES, gamma_for, midpoint_ratio
 
 MIXERS = {
@@ -78,9 +83,13 @@ __all__ = [
     "MixedOutput",
     "Mixup",
     "NoMixing",
+    "OnDevice",
     "Remix",
+    "beta_on_device",
+    "box_mask",
     "build_mixer",
     "cutmix_box",
+    "cutmix_box_at",
     "gamma_for",
     "interclass_partners",
     "interpolate",
@@ -88,6 +97,7 @@ __all__ = [
     "mixed_forward",
     "mixer_options",
     "one_hot",
+    "permutation_on_device",
     "random_permutation",
     "remix_label_weight",
     "sample_beta",

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import math
-
 import numpy as np
 import torch
 import torch.nn.functional as F
@@ -51,6 +49,20 @@ def random_permutation(n: int, generator: torch.Generator | None, device: torch.
     return torch.randperm(n, generator=generator, device=gen_device).to(device)
 
 
+def beta_on_device(alpha: float, device: torch.device | str) -> torch.Tensor:
+    """One draw of Beta(alpha, alpha) as a 0-d float64 tensor drawn on `device` without synchronisation
+    (what a CUDA graph can capture): X / (X + Y) of two Gamma(alpha) draws, from the device's default
+    generator."""
+    gammas = torch._standard_gamma(torch.full((2,), float(alpha), dtype=torch.float64, device=device))
+    return gammas[0] / gammas.sum()
+
+
+def permutation_on_device(n: int, device: torch.device | str) -> torch.Tensor:
+    """A uniform random permutation of range(n) drawn on `device` without synchronisation: the argsort
+    of i.i.d. float64 uniforms (ties, the only bias, have probability about n^2 / 2^54)."""
+    return torch.rand(n, dtype=torch.float64, device=device).argsort()
+
+
 def interclass_partners(labels: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
     """For each sample i, the index of a partner j drawn uniformly among samples with y_j != y_i.
 
@@ -79,13 +91,34 @@ def cutmix_box(
 
     Returns (top, bottom, left, right) with bottom/right exclusive.
     """
-    cut = math.sqrt(1.0 - lam)
-    cut_h, cut_w = int(height * cut), int(width * cut)
     cy = int(torch.randint(0, height, (1,), generator=generator).item())
     cx = int(torch.randint(0, width, (1,), generator=generator).item())
-    top, bottom = max(cy - cut_h // 2, 0), min(cy + cut_h // 2, height)
-    left, right = max(cx - cut_w // 2, 0), min(cx + cut_w // 2, width)
-    return top, bottom, left, right
+    return tuple(int(v) for v in cutmix_box_at(height, width, lam, cy, cx))
+
+
+def cutmix_box_at(height: int, width: int, lam, cy, cx) -> tuple[torch.Tensor, ...]:
+    """The box of `cutmix_box` around centre (cy, cx), as 0-d int64 tensors (top, bottom, left, right).
+
+    `lam`, `cy`, `cx`: numbers, or 0-d tensors on a device (no synchronisation then); the float64
+    arithmetic gives the same box as Python's ``int(height * math.sqrt(1 - lam))``.
+    """
+    cut = torch.sqrt(1.0 - torch.as_tensor(lam, dtype=torch.float64))
+    half_h, half_w = (height * cut).long() // 2, (width * cut).long() // 2
+    cy, cx = torch.as_tensor(cy), torch.as_tensor(cx)
+    return (
+        (cy - half_h).clamp(min=0),
+        (cy + half_h).clamp(max=height),
+        (cx - half_w).clamp(min=0),
+        (cx + half_w).clamp(max=width),
+    )
+
+
+def box_mask(height: int, width: int, box, device: torch.device) -> torch.Tensor:
+    """A (height, width) bool mask, True inside `box` = (top, bottom, left, right) (numbers or tensors)."""
+    top, bottom, left, right = box
+    rows = torch.arange(height, device=device)
+    cols = torch.arange(width, device=device)
+    return ((rows >= top) & (rows < bottom))[:, None] & ((cols >= left) & (cols < right))[None, :]
 
 
 def remix_label_weight(
@@ -93,12 +126,12 @@ def remix_label_weight(
 ) -> torch.Tensor:
     """Remix's per-sample label weight of sample i (Chou et al. 2020, eq. 8).
 
-    `counts_i`, `counts_j`: training-set counts of each pair's classes (B,). Returns lam_y (B,):
+    `counts_i`, `counts_j`: training-set counts of each pair's classes (B,); `lam` a number or a 0-d
+    tensor (selected with torch.where: no synchronisation). Returns lam_y (B,):
     0 where n_i / n_j >= kappa and lam < tau (the label goes to the rarer j), 1 where
     n_i / n_j <= 1 / kappa and 1 - lam < tau (it stays with the rarer i), lam elsewhere.
     """
     ratio = counts_i.double() / counts_j.double()
-    weight = torch.full_like(ratio, lam)
-    weight[(ratio >= kappa) & (lam < tau)] = 0.0
-    weight[(ratio <= 1.0 / kappa) & (1.0 - lam < tau)] = 1.0
+    weight = torch.where((ratio >= kappa) & (lam < tau), 0.0, lam)
+    weight = torch.where((ratio <= 1.0 / kappa) & (1.0 - lam < tau), 1.0, weight)
     return weight.float()

@@ -5,6 +5,12 @@ Each method is a small callable, ``mixer(x, labels, epoch=e) -> (x_mixed, target
 would mix nothing); the other methods accept it and ignore it. A method knows where it acts through
 ``choose_stage(num_stages)``: 0 is the input, ``k`` the output of stage ``k``, ``num_stages`` the final
 feature (see ``ammix.mixing.forward.mixed_forward``, which runs a staged model with a mixer).
+
+A call is ``mix(x, labels, *draw(x, labels, epoch))``: ``draw`` makes the random draws from the
+method's (CPU) generator, ``mix`` does the arithmetic. ``draw_on_device`` makes the same draws, with
+the same distribution, on the batch's device from its default generator and without synchronisation,
+as numbers held in 0-d tensors: what a CUDA graph can capture (``ammix.mixing.OnDevice``). ``mix``
+takes either kind, so the arithmetic has one implementation.
 """
 
 from __future__ import annotations
@@ -12,10 +18,13 @@ from __future__ import annotations
 import torch
 
 from .functional import (
-    cutmix_box,
+    beta_on_device,
+    box_mask,
+    cutmix_box_at,
     interclass_partners,
     interpolate,
     one_hot,
+    permutation_on_device,
     random_permutation,
     remix_label_weight,
     sample_beta,
@@ -37,6 +46,7 @@ class _Mixer:
 
     site = "input"
     clean_weight = 0.0
+    capturable = True  # the batch size stays fixed: a CUDA graph can replay it
 
     def __init__(self, num_classes: int, generator: torch.Generator | None = None):
         _require(int(num_classes) >= 2, f"num_classes must be >= 2, got {num_classes}")
@@ -46,6 +56,20 @@ class _Mixer:
     def choose_stage(self, num_stages: int) -> int:
         """Stage boundary this step acts at: 0 = input, num_stages = final feature."""
         return num_stages if self.site == "feature" else 0
+
+    def __call__(self, x, labels, epoch: float = 0.0):
+        return self.mix(x, labels, *self.draw(x, labels, epoch))
+
+    def draw(self, x, labels, epoch: float) -> tuple:
+        """This step's random draws, from `generator`."""
+        return ()
+
+    def draw_on_device(self, x, labels, lam: torch.Tensor) -> tuple:
+        """The draws of `draw` on x's device, sync-free; `lam`: this step's scheduled ratio (AM-mixup)."""
+        return ()
+
+    def mix(self, x, labels, *draws):
+        raise NotImplementedError
 
     def _one_hot(self, labels: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
         dtype = like.dtype if like.is_floating_point() else torch.float32
@@ -59,7 +83,7 @@ class _Mixer:
 class NoMixing(_Mixer):
     """Plain cross-entropy: the batch unchanged, one-hot targets."""
 
-    def __call__(self, x, labels, epoch: float = 0.0):
+    def mix(self, x, labels):
         return x, self._one_hot(labels, x)
 
 
@@ -75,9 +99,14 @@ class Mixup(_Mixer):
         _require(alpha > 0, f"alpha must be > 0, got {alpha}")
         self.alpha = float(alpha)
 
-    def __call__(self, x, labels, epoch: float = 0.0):
+    def draw(self, x, labels, epoch: float) -> tuple:
         lam = sample_beta(self.alpha, self.generator)
-        perm = random_permutation(x.shape[0], self.generator, x.device)
+        return lam, random_permutation(x.shape[0], self.generator, x.device)
+
+    def draw_on_device(self, x, labels, lam: torch.Tensor) -> tuple:
+        return beta_on_device(self.alpha, x.device), permutation_on_device(x.shape[0], x.device)
+
+    def mix(self, x, labels, lam, perm):
         targets = self._one_hot(labels, x)
         return interpolate(x, x[perm], lam), interpolate(targets, targets[perm], lam)
 
@@ -130,19 +159,40 @@ class CutMix(_Mixer):
         _require(0.0 <= prob <= 1.0, f"prob must be in [0, 1], got {prob}")
         self.alpha, self.prob = float(alpha), float(prob)
 
-    def __call__(self, x, labels, epoch: float = 0.0):
+    def draw(self, x, labels, epoch: float) -> tuple:
+        """(applied, lam, perm, cy, cx): nothing more is drawn for a batch left unmixed."""
         _require(x.dim() == 4, f"CutMix needs images (B, C, H, W), got shape {tuple(x.shape)}")
-        targets = self._one_hot(labels, x)
         if torch.rand(1, generator=self.generator).item() >= self.prob:
-            return x, targets
+            return False, None, None, None, None
         lam = sample_beta(self.alpha, self.generator)
         perm = random_permutation(x.shape[0], self.generator, x.device)
         height, width = x.shape[2:]
-        top, bottom, left, right = cutmix_box(height, width, lam, self.generator)
-        mixed = x.clone()
-        mixed[:, :, top:bottom, left:right] = x[perm, :, top:bottom, left:right]
-        kept = 1.0 - (bottom - top) * (right - left) / (height * width)
-        return mixed, interpolate(targets, targets[perm], kept)
+        cy = int(torch.randint(0, height, (1,), generator=self.generator).item())
+        cx = int(torch.randint(0, width, (1,), generator=self.generator).item())
+        return True, lam, perm, cy, cx
+
+    def draw_on_device(self, x, labels, lam: torch.Tensor) -> tuple:
+        _require(x.dim() == 4, f"CutMix needs images (B, C, H, W), got shape {tuple(x.shape)}")
+        applied = torch.rand((), dtype=torch.float64, device=x.device) < self.prob
+        height, width = x.shape[2:]
+        cy = torch.randint(0, height, (), device=x.device)
+        cx = torch.randint(0, width, (), device=x.device)
+        perm = permutation_on_device(x.shape[0], x.device)
+        return applied, beta_on_device(self.alpha, x.device), perm, cy, cx
+
+    def mix(self, x, labels, applied, lam, perm, cy, cx):
+        targets = self._one_hot(labels, x)
+        if applied is False:
+            return x, targets
+        height, width = x.shape[2:]
+        top, bottom, left, right = cutmix_box_at(height, width, lam, cy, cx)
+        kept = 1.0 - ((bottom - top) * (right - left)).double() / (height * width)
+        # The box as a mask (a select, not slicing): its bounds may be device tensors. An unapplied
+        # device draw (`applied` a False tensor) selects nothing and keeps the whole label.
+        paste = box_mask(height, width, (top, bottom, left, right), x.device) & applied
+        if isinstance(applied, torch.Tensor):
+            kept = torch.where(applied, kept, 1.0)
+        return torch.where(paste, x[perm], x), interpolate(targets, targets[perm], kept)
 
 
 class Remix(Mixup):
@@ -171,10 +221,10 @@ class Remix(Mixup):
         _require(kappa >= 1 and 0 <= tau <= 1, f"need kappa >= 1 and tau in [0, 1], got {kappa}, {tau}")
         self.class_counts, self.kappa, self.tau = counts, float(kappa), float(tau)
 
-    def __call__(self, x, labels, epoch: float = 0.0):
-        lam = sample_beta(self.alpha, self.generator)
-        perm = random_permutation(x.shape[0], self.generator, x.device)
-        counts = self.class_counts.to(labels.device)[labels]
+    def mix(self, x, labels, lam, perm):
+        if self.class_counts.device != labels.device:  # moved once: a captured step cannot copy from the host
+            self.class_counts = self.class_counts.to(labels.device)
+        counts = self.class_counts[labels]
         weight = remix_label_weight(lam, counts, counts[perm], self.kappa, self.tau).to(x.device)
         targets = self._one_hot(labels, x)
         weight = weight.to(targets.dtype)[:, None]
@@ -289,12 +339,24 @@ class AsymptoticMidpointMixup(_Mixer):
         _require(self.stage <= num_stages, f"site {self.stage} is beyond the model's {num_stages} stages")
         return self.stage
 
+    @property
+    def capturable(self) -> bool:
+        return self.pairing != "drop"  # dropping pairs changes the batch size from step to step
+
     def __call__(self, x, labels, epoch: float):
-        targets = self._one_hot(labels, x)
-        lam = self.lam(epoch)
         if self.pairing == "drop":
-            return self._mix_dropping_same_class_pairs(x, labels, targets, lam)
-        partners = interclass_partners(labels, self.generator)
+            return self._mix_dropping_same_class_pairs(x, labels, self._one_hot(labels, x), self.lam(epoch))
+        return self.mix(x, labels, *self.draw(x, labels, epoch))
+
+    def draw(self, x, labels, epoch: float) -> tuple:
+        return self.lam(epoch), interclass_partners(labels, self.generator)
+
+    def draw_on_device(self, x, labels, lam: torch.Tensor) -> tuple:
+        return lam, interclass_partners(labels)  # scores from the labels' device's default generator
+
+    def mix(self, x, labels, lam, partners):
+        """The `redraw` pairing: each sample with its drawn other-class partner (-1: none)."""
+        targets = self._one_hot(labels, x)
         # A sample without an other-class partner (a single-class batch) passes through unchanged;
         # torch.where keeps that decision on the device, with no synchronisation.
         has_partner = partners >= 0

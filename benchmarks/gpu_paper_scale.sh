@@ -1,0 +1,61 @@
+#!/usr/bin/env bash
+# The long-tailed table at paper length on one H100/H200, inside one 10-minute call, from the
+# repository root:
+#   bash benchmarks/gpu_paper_scale.sh DATA_ROOT OUT_DIR [100|50|10]
+# DATA_ROOT holds cifar10-jpeg.tar.gz (CIFAR-10, JPEG re-encode; e.g. `mkdir -p data && cp
+# ../shared/data/cifar10-jpeg.tar.gz data/`, carried with the call as `data`, an ignored folder).
+# Runs configs/sweeps/lt-cifar10.yaml on the JPEG copy at imbalance factor 100 (default), 50 or 10:
+# ce, mixup, manifold_mixup, cutmix, remix, am_mixup x seeds 0, 1, 2 = 18 runs of ResNet-32, 200
+# epochs, the LDAM-DRW schedule, batch 128, bf16, channels_last, captured steps (train.cuda_graph
+# auto), evaluation every 10 epochs; all 18 runs at once on GPU 0 (`ammix sweep --gpus 0,0,...`).
+# Nothing is installed: torch and the project's dependencies are on the machine, the project runs from
+# src/ (PYTHONPATH), as in gpu_reproduction.sh.
+#
+# Timing budget (what must hold to finish in one call of at most 600 s):
+#   start-up (nvidia-smi, JPEG decoding into the cache, 18 Python processes) ~60 s; packing ~10 s;
+#   so the sweep gets TRAIN_S = 520 s from the script's start, minus what start-up took (~460 s).
+#   IF 100: 12,406 images, 97 steps an epoch, 19,400 a run, 349,200 for the 18 runs:
+#           fits if the GPU completes a step every <= 1.3 ms on aggregate (18 runs each at <= 24 ms).
+#   IF 50:  13,996 images, 110 steps an epoch, 22,000 a run, 396,000 in all: <= 1.15 ms a step.
+#   IF 10:  20,431 images, 160 steps an epoch, 32,000 a run, 576,000 in all: <= 0.8 ms a step.
+#   Evaluation adds ~3% (20 passes over 10,000 test images, forward only); each finished run's
+#   collapse metrics (analysis.json, test features on the CPU, ~30 s) are computed by the sweep as it
+#   finishes, and one cut off by the limit is made at the sweep's next start. The floor of a step is
+#   ~0.2-0.45 ms (docs/benchmarks.md), so the budget asks for 3-6x the floor; measure the captured
+#   step with benchmarks/bench_step_cuda.py first. A sweep nearing the limit is stopped (SIGTERM to
+#   every run): each run keeps its last.pt of the last finished epoch (checkpoint every epoch) and is
+#   resumed by the same command while runs-paper/ is still there; finished runs are packed either way.
+# Output: OUT_DIR/paper-scale-ifF.tar.gz (config, metrics, summary, analysis, train.log of every run;
+# no checkpoints; at most 16 MiB) and OUT_DIR/logs (GPU, sweep log, progress).
+set -u
+usage="usage: gpu_paper_scale.sh DATA_ROOT OUT_DIR [100|50|10]"
+root=${1:?$usage}
+out=${2:?$usage}
+factor=${3:-100}
+case $factor in 100 | 50 | 10) ;; *) echo "$usage" >&2; exit 2 ;; esac
+train_s=${TRAIN_S:-520}
+started=$SECONDS
+mkdir -p "$out/logs"
+export PYTHONPATH=$PWD/src PYTHONUNBUFFERED=1 OMP_NUM_THREADS=1
+runs=runs-paper
+name=lt-cifar10-jpeg-if$factor
+nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader | tee "$out/logs/gpu.txt"
+# Decode the JPEG copy into the cache once, before 18 runs would race to do it.
+python3 -c "import ammix.data as D; [D.load_dataset('cifar10-jpeg', '$root', train=t) for t in (True, False)]"
+left=$((train_s - (SECONDS - started)))
+echo "start-up took $((SECONDS - started)) s; the sweep gets $left s" | tee "$out/logs/progress.txt"
+gpus=0$(printf ',0%.0s' $(seq 17))
+timeout "$left" python3 -m ammix sweep configs/sweeps/lt-cifar10.yaml --gpus "$gpus" --runs-dir $runs \
+  --name "$name" --set data.dataset=cifar10-jpeg-lt data.root="$root" data.imbalance_factor="$factor" \
+  train.eval_every=10 train.progress=off > "$out/logs/sweep.log" 2>&1
+echo "sweep exit $? after $((SECONDS - started)) s (124: stopped at the time limit, runs resumable)" \
+  | tee -a "$out/logs/progress.txt"
+sleep 3  # runs stopped with the sweep write their last files
+finished=$(find "$runs/$name" -name summary.json | xargs -r grep -l '"finished": true' | wc -l)
+echo "$finished of 18 runs finished" | tee -a "$out/logs/progress.txt"
+timeout 30 python3 -m ammix report "$runs/$name" > "$out/logs/report.log" 2>&1 \
+  || echo "report failed or cut at 30 s (see logs/report.log); the runs are packed either way"
+find "$runs/$name" \( -name '*.json' -o -name '*.jsonl' -o -name 'config.yaml' -o -name train.log \
+  -o -name '*.md' -o -name '*.csv' \) -print0 | tar czf "$out/paper-scale-if$factor.tar.gz" --null -T -
+tar czf "$out/logs.tar.gz" -C "$out" logs
+du -h "$out"/*.tar.gz

@@ -1,0 +1,39 @@
+"""A mixer whose random draws happen on the batch's device: the form a captured CUDA graph replays.
+
+A CUDA graph replays the kernels it recorded, so whatever changes from step to step must live on the
+device: ``OnDevice`` draws through the mixer's ``draw_on_device`` (device generator, no host round
+trip) and holds AM-mixup's scheduled ratio in a device tensor that ``set_step`` refills before each
+replay. The stage a method acts at decides which kernels run, so it is drawn on the host (manifold
+mixup's random layer, from the mixer's own generator as in eager mode) and the captured step keeps one
+graph per stage (see ``ammix.engine.graphed_step``).
+"""
+
+from __future__ import annotations
+
+import torch
+
+
+class OnDevice:
+    """Wraps a mixer: ``set_step(epoch, num_stages)`` on the host before each step, then use it as the
+    mixer (``mixed_forward(model, x, y, on_device)``)."""
+
+    def __init__(self, mixer, device: torch.device):
+        if not mixer.capturable:
+            raise ValueError(f"{type(mixer).__name__}: these options change the batch size: not capturable")
+        self.mixer = mixer
+        self.clean_weight = mixer.clean_weight
+        self.lam = torch.ones((), dtype=torch.float64, device=device)  # AM-mixup's ratio of this step
+        self.site = 0
+
+    def set_step(self, epoch: float, num_stages: int) -> int:
+        """Refill the scheduled ratio, draw the stage to act at (host); returns that stage."""
+        if hasattr(self.mixer, "lam"):
+            self.lam.fill_(self.mixer.lam(epoch))
+        self.site = self.mixer.choose_stage(num_stages)
+        return self.site
+
+    def choose_stage(self, num_stages: int) -> int:
+        return self.site
+
+    def __call__(self, x, labels, epoch: float = 0.0):
+        return self.mixer.mix(x, labels, *self.mixer.draw_on_device(x, labels, self.lam))

@@ -1,0 +1,277 @@
+"""The captured (CUDA-graph) training step: device-side draws with the same distribution as the host
+ones, the same arithmetic given the same draws, the same update as the eager ``train_step``; the
+CUDA-only tests (graph replay vs eager) run in benchmarks/gpu_check.sh."""
+
+from __future__ import annotations
+
+import copy
+import itertools
+
+import numpy as np
+import pytest
+import torch
+from common import SMOKE, tiny
+
+import ammix.engine.loop as loop
+from ammix.engine import ConfigError, load_checkpoint, load_config, train, train_step
+from ammix.engine.graphed_step import CapturedStep, use_cuda_graph
+from ammix.mixing import (
+    MIXERS,
+    OnDevice,
+    beta_on_device,
+    build_mixer,
+    cutmix_box,
+    cutmix_box_at,
+    permutation_on_device,
+)
+from ammix.models import build_model
+
+CUDA = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+NUM_CLASSES = 4
+OPTIONS = {"am_mixup": {"gamma": 0.5, "clean_weight": 0.5, "label": "soft"}, "cutmix": {"prob": 0.5}}
+
+
+def mixer_for(method: str, seed: int = 0, **options):
+    gen = torch.Generator().manual_seed(seed)
+    counts = torch.tensor([40, 20, 8, 2])
+    return build_mixer(
+        method, NUM_CLASSES, class_counts=counts, generator=gen, **{**OPTIONS.get(method, {}), **options}
+    )
+
+
+def as_device_draws(mixer, x, draws: tuple) -> tuple:
+    """Host draws in the form ``draw_on_device`` returns them: numbers as 0-d tensors on x's device."""
+    if mixer.__class__.__name__ == "CutMix" and draws[0] is False:  # nothing drawn: any values, unapplied
+        draws = (False, 0.5, torch.arange(x.shape[0], device=x.device), 0, 0)
+    out = []
+    for d in draws:
+        if isinstance(d, bool):
+            d = torch.tensor(d, device=x.device)
+        elif isinstance(d, float):
+            d = torch.tensor(d, dtype=torch.float64, device=x.device)
+        elif isinstance(d, int):
+            d = torch.tensor(d, device=x.device)
+        out.append(d)
+    return tuple(out)
+
+
+# --- Device draws: the host draws' distribution -----------------------------------------------------
+
+
+def test_device_beta_matches_the_host_distribution():
+    torch.manual_seed(0)
+    device_draws = np.array([beta_on_device(2.0, "cpu").item() for _ in range(4000)])
+    host = np.random.default_rng(0).beta(2.0, 2.0, 20000)
+    assert device_draws.mean() == pytest.approx(0.5, abs=0.01)
+    assert device_draws.var() == pytest.approx(1 / 20, rel=0.08)  # a(a) / ((2a)^2 (2a + 1)) at a = 2
+    qs = [0.1, 0.25, 0.5, 0.75, 0.9]
+    assert np.quantile(device_draws, qs) == pytest.approx(np.quantile(host, qs), abs=0.02)
+    assert beta_on_device(2.0, "cpu").dtype == torch.float64
+
+
+def test_device_permutation_is_uniform():
+    torch.manual_seed(0)
+    counts = {p: 0 for p in itertools.permutations(range(3))}
+    for _ in range(6000):
+        counts[tuple(permutation_on_device(3, "cpu").tolist())] += 1
+    assert all(abs(c - 1000) < 120 for c in counts.values()), counts  # 4 sigma
+
+
+def test_cutmix_box_at_equals_the_host_box():
+    gen = torch.Generator().manual_seed(0)
+    for _ in range(300):
+        lam = float(torch.rand(1, generator=gen))
+        state = gen.get_state()
+        host = cutmix_box(32, 24, lam, gen)
+        gen.set_state(state)
+        cy, cx = (
+            int(torch.randint(0, 32, (1,), generator=gen)),
+            int(torch.randint(0, 24, (1,), generator=gen)),
+        )
+        device = cutmix_box_at(
+            32, 24, torch.tensor(lam, dtype=torch.float64), torch.tensor(cy), torch.tensor(cx)
+        )
+        assert host == tuple(int(v) for v in device)
+
+
+def test_device_cutmix_draws_have_the_host_distribution():
+    torch.manual_seed(0)
+    mixer = mixer_for("cutmix", prob=0.3)
+    x = torch.zeros(8, 3, 6, 5)
+    draws = [mixer.draw_on_device(x, None, None) for _ in range(3000)]
+    assert np.mean([bool(d[0]) for d in draws]) == pytest.approx(0.3, abs=0.03)
+    cys = np.bincount([int(d[3]) for d in draws], minlength=6)
+    cxs = np.bincount([int(d[4]) for d in draws], minlength=5)
+    assert len(cys) == 6 and len(cxs) == 5 and cys.min() > 400 and cxs.min() > 500
+
+
+# --- The same arithmetic from the same draws --------------------------------------------------------
+
+
+@pytest.mark.parametrize("method", sorted(MIXERS))
+def test_mix_of_device_form_draws_equals_the_eager_call(method):
+    x = torch.randn(12, 3, 8, 8)
+    labels = torch.tensor([0, 0, 0, 0, 0, 1, 1, 1, 2, 2, 3, 3])
+    for seed in range(6):  # CutMix: applied and not
+        eager, twin = mixer_for(method, seed), mixer_for(method, seed)
+        expected = eager(x, labels, epoch=1.5)
+        draws = as_device_draws(twin, x, twin.draw(x, labels, 1.5))
+        got = twin.mix(x, labels, *draws)
+        for a, b in zip(expected, got, strict=True):
+            assert torch.equal(a, b)
+
+
+def test_on_device_refills_am_mixup_ratio_and_pins_the_site():
+    mixer = mixer_for("am_mixup")
+    wrapped = OnDevice(mixer, torch.device("cpu"))
+    assert wrapped.set_step(2.25, num_stages=3) == 3 and wrapped.choose_stage(3) == 3
+    assert wrapped.lam.item() == mixer.lam(2.25)
+    with pytest.raises(ValueError, match="batch size"):
+        OnDevice(mixer_for("am_mixup", pairing="drop"), torch.device("cpu"))
+
+
+# --- The captured step's update on the CPU equals train_step's --------------------------------------
+
+
+def model_and_optimizer(optim: str = "sgd"):
+    """A small staged model and the fused optimizer the captured step uses (its update, bit for bit)."""
+    torch.manual_seed(0)
+    model = build_model("small_cnn", NUM_CLASSES, width=4, hidden_dim=16, feature_dim=8)
+    if optim == "adamw":
+        return model, torch.optim.AdamW(model.parameters(), lr=0.01, weight_decay=5e-4, fused=True)
+    opt = torch.optim.SGD(
+        model.parameters(), lr=0.1, momentum=0.9, nesterov=True, weight_decay=5e-4, fused=True
+    )
+    return model, opt
+
+
+@pytest.mark.parametrize(
+    "method, optim", [(m, "sgd") for m in sorted(MIXERS)] + [("am_mixup", "adamw"), ("cutmix", "adamw")]
+)
+def test_static_buffer_step_matches_train_step_given_the_same_draws(method, optim):
+    eager_model, eager_opt = model_and_optimizer(optim)
+    model = copy.deepcopy(eager_model)
+    opt = copy.deepcopy(eager_opt)
+    opt.param_groups[0]["params"] = list(model.parameters())  # the same settings, the copy's weights
+    eager_mixer, mixer = mixer_for(method, 1), mixer_for(method, 1)
+    epoch_now = {}
+
+    def host_draws_in_device_form(x, labels, lam):  # the twin's host draws, as the device would give them
+        draws = as_device_draws(mixer, x, mixer.draw(x, labels, epoch_now["e"]))
+        return (lam, *draws[1:]) if method == "am_mixup" else draws  # AM-mixup: OnDevice's ratio tensor
+
+    mixer.draw_on_device = host_draws_in_device_form
+
+    def run(x, y, m, epoch):
+        return train_step(model, m, opt, x, y, epoch, NUM_CLASSES, 0.1, grad_clip=5.0)
+
+    step = CapturedStep(run, model, mixer, opt, torch.device("cpu"), capture=False)
+    gen = torch.Generator().manual_seed(2)
+    for i, size in enumerate([16, 16, 16, 16, 7]):  # four full batches, then a smaller last one
+        x = torch.randn(size, 3, 16, 16, generator=gen)
+        y = torch.randint(0, NUM_CLASSES, (size,), generator=gen)
+        epoch, lr = i / 5, 0.1 * (1 - i / 5)
+        epoch_now["e"] = epoch
+        for group in eager_opt.param_groups:
+            group["lr"] = lr
+        loss_a, out_a = train_step(
+            eager_model, eager_mixer, eager_opt, x, y, epoch, NUM_CLASSES, 0.1, grad_clip=5.0
+        )
+        loss_b, out_b = step(x, y, epoch, lr)
+        assert torch.equal(loss_a, loss_b) and torch.equal(out_a.targets, out_b.targets)
+    for a, b in zip(eager_model.state_dict().values(), model.state_dict().values(), strict=True):
+        assert torch.equal(a, b)
+
+
+# --- The switch ---------------------------------------------------------------------------------------
+
+
+def test_cuda_graph_on_without_cuda_is_a_config_error(tmp_path):
+    with pytest.raises(ConfigError, match=r"train.cuda_graph = 'on': needs CUDA"):
+        train(load_config(SMOKE, [*tiny(1), "train.device=cpu", "train.cuda_graph=on"]), tmp_path / "run")
+
+
+def test_what_cannot_be_captured_runs_eagerly_with_a_notice(capsys):
+    cuda, cpu = torch.device("cuda"), torch.device("cpu")
+    flags = {"distributed": False, "compiled": False, "fp16": False}
+    assert not use_cuda_graph("auto", cpu, **flags, mixer=mixer_for("mixup"))
+    assert not use_cuda_graph("off", cuda, **flags, mixer=mixer_for("mixup"))
+    assert use_cuda_graph("auto", cuda, **flags, mixer=mixer_for("mixup"))
+    assert capsys.readouterr().err == ""
+    assert not use_cuda_graph("on", cuda, **flags, mixer=mixer_for("am_mixup", pairing="drop"))
+    assert not use_cuda_graph("auto", cuda, **{**flags, "distributed": True}, mixer=mixer_for("ce"))
+    lines = capsys.readouterr().err.splitlines()
+    assert len(lines) == 2 and "drop pairing" in lines[0] and "DDP" in lines[1]
+
+
+# --- CUDA: graph replay vs the same step run eagerly ---------------------------------------------------
+
+
+@CUDA
+@pytest.mark.parametrize("method", sorted(MIXERS))
+def test_graph_replay_matches_eager_steps_on_cuda(method, monkeypatch):
+    device = torch.device("cuda")
+    monkeypatch.setattr(torch.backends.cudnn, "deterministic", True)
+    monkeypatch.setattr(torch.backends.cudnn, "benchmark", False)
+    results = []
+    for capture in (False, True):
+        model, opt = model_and_optimizer()
+        model.to(device, memory_format=torch.channels_last)
+        opt = torch.optim.SGD(model.parameters(), lr=0.1, momentum=0.9, weight_decay=5e-4)
+        mixer = mixer_for(method, 1)
+
+        def run(x, y, m, epoch, model=model, opt=opt):
+            with torch.autocast("cuda", dtype=torch.bfloat16, cache_enabled=False):
+                return train_step(model, m, opt, x, y, epoch, NUM_CLASSES, 0.1, grad_clip=5.0)
+
+        step = CapturedStep(run, model, mixer, opt, device, capture=capture)
+        gen = torch.Generator().manual_seed(2)
+        torch.cuda.manual_seed(3)  # the in-graph draws come from the device's default generator
+        losses = []
+        for i, size in enumerate([32] * 12 + [9]):  # warm-up, capture, replays; a smaller last batch
+            x = (
+                torch.randn(size, 3, 16, 16, generator=gen)
+                .to(device)
+                .contiguous(memory_format=torch.channels_last)
+            )
+            y = torch.randint(0, NUM_CLASSES, (size,), generator=gen).to(device)
+            loss, _ = step(x, y, i / 13, 0.1 * (1 - i / 13))
+            losses.append(loss.item())
+        assert (len(step.graphs) > 0) == capture
+        results.append((losses, [p.detach().float().cpu() for p in model.parameters()]))
+    (loss_a, params_a), (loss_b, params_b) = results
+    assert loss_a == pytest.approx(loss_b, rel=1e-4, abs=1e-5)
+    for a, b in zip(params_a, params_b, strict=True):
+        torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-5)
+
+
+@CUDA
+def test_training_with_cuda_graph_on_completes(tmp_path):
+    summary = train(
+        load_config(SMOKE, [*tiny(2), "train.device=cuda", "train.cuda_graph=on"]), tmp_path / "run"
+    )
+    assert summary["finished"] and summary["last"]["acc"] >= 0
+
+
+@pytest.mark.parametrize("method", ["cutmix", "am_mixup"])
+def test_engine_with_the_captured_step_structure_resumes_exactly_on_cpu(tmp_path, monkeypatch, method):
+    """The engine's captured path (static buffers, device draws, fused optimizer with a device lr) run
+    eagerly on the CPU: it trains, and a stopped and resumed run ends with the uninterrupted weights."""
+    made = []
+
+    class Recorded(CapturedStep):
+        def __init__(self, *args, **kwargs):
+            super().__init__(*args, **kwargs)
+            made.append(self)
+
+    monkeypatch.setattr(loop, "use_cuda_graph", lambda *args, **kwargs: True)
+    monkeypatch.setattr(loop, "CapturedStep", Recorded)
+    # 52 images in batches of 16: three full batches and a smaller last one every epoch
+    overrides = [*tiny(3), "train.device=cpu", f"mixing={{method: {method}}}", "data.samples_per_class=13"]
+    whole = train(load_config(SMOKE, overrides), tmp_path / "whole")
+    train(load_config(SMOKE, [*overrides, "train.stop_after_epochs=2"]), tmp_path / "split")
+    resumed = train(load_config(SMOKE, overrides), tmp_path / "split", resume=True)
+    assert len(made) == 3 and not any(step.capture for step in made)
+    assert whole["finished"] and resumed["finished"] and whole["last"] == resumed["last"]
+    a, b = (load_checkpoint(tmp_path / run / "last.pt")["model"] for run in ("whole", "split"))
+    assert all(torch.equal(a[k], b[k]) for k in a)

@@ -1,0 +1,53 @@
+"""Packing sweep runs onto GPUs: ``--gpus 0,0,1`` runs three at a time, two on GPU 0 and one on GPU 1,
+each run seeing only its GPU (CUDA_VISIBLE_DEVICES); checked with a fake ``ammix train``."""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections import Counter
+
+import pytest
+from common import SMOKE
+
+from ammix.cli import main
+from ammix.experiments import sweep as S
+
+
+def test_gpu_slots():
+    assert S.gpu_slots(None, 3) == [None, None, None]
+    assert S.gpu_slots("0,0,0,0", 1) == ["0", "0", "0", "0"]
+    assert S.gpu_slots("0, 1", 5) == ["0", "1"]
+    with pytest.raises(S.SweepError, match="GPU ids"):
+        S.gpu_slots("0,cuda:1", 1)
+
+
+def test_repeated_gpu_ids_pack_runs_onto_one_gpu(tmp_path, monkeypatch, capsys):
+    lock, running, peak, seen = threading.Lock(), Counter(), Counter(), []
+
+    def fake_train(command, stdout, stderr, env):
+        gpu = env["CUDA_VISIBLE_DEVICES"]
+        with lock:
+            running[gpu] += 1
+            running["all"] += 1
+            for key in (gpu, "all"):
+                peak[key] = max(peak[key], running[key])
+            seen.append(gpu)
+        time.sleep(0.05)
+        with lock:
+            running[gpu] -= 1
+            running["all"] -= 1
+        return 0
+
+    monkeypatch.setattr(S.subprocess, "call", fake_train)
+    monkeypatch.setattr(S, "analyze_run", lambda run_dir: None)
+    sweep = S.load_sweep(SMOKE, methods=["ce", "mixup", "cutmix", "remix"], seeds=[0, 1, 2])
+    assert S.run_sweep(sweep, tmp_path, gpus=S.gpu_slots("0,0,1", 1)) == 0
+    assert len(seen) == 12 and set(seen) == {"0", "1"}
+    assert peak["all"] == 3 and peak["0"] == 2 and peak["1"] == 1
+    assert "(3 at a time)" in capsys.readouterr().out
+
+
+def test_bad_gpu_list_is_a_usage_error(capsys):
+    assert main(["sweep", str(SMOKE), "--methods", "ce", "--gpus", "a,b", "--dry-run"]) == 2
+    assert "--gpus 'a,b'" in capsys.readouterr().err
