@@ -87,9 +87,9 @@ def test_sweep_refuses_a_finished_run_made_with_another_config(tmp_path, capsys)
     capsys.readouterr()
     dry = ["sweep", str(spec), "--runs-dir", str(runs), "--dry-run"]
     assert main(dry) == 0
-    assert capsys.readouterr().out.startswith("[finished] ")
+    assert capsys.readouterr().out.splitlines()[1].startswith("[finished] ")  # after "1 runs at a time"
     assert main([*dry, "--set", "train.log_every=3"]) == 0  # a key --resume may change too
-    assert capsys.readouterr().out.startswith("[finished] ")
+    assert capsys.readouterr().out.splitlines()[1].startswith("[finished] ")  # after "1 runs at a time"
     for command in (dry, dry[:-1]):
         assert main([*command, "--set", "data.imbalance_factor=50"]) == 2
         err = capsys.readouterr().err
@@ -97,7 +97,7 @@ def test_sweep_refuses_a_finished_run_made_with_another_config(tmp_path, capsys)
                        "(data.imbalance_factor: None -> 50.0); give this sweep its own folder with --name "
                        "NAME, or delete the old run folders to run them again\n")
     assert main([*dry, "--set", "data.imbalance_factor=50", "--name", "if50"]) == 0
-    assert capsys.readouterr().out.startswith("[to run] ")
+    assert capsys.readouterr().out.splitlines()[1].startswith("[to run] ")
 
 
 def test_analyze_command_on_a_finished_run(tmp_path, capsys):
