@@ -5,10 +5,13 @@ dataclass defaults). ``load_config(path, overrides)`` reads it, applies ``key=va
 parsed as YAML), and validates every key, type and range before any work starts: a mistake raises
 ``ConfigError`` with one line naming the key, the value and what is allowed.
 
-Three sections take, next to their own keys, the options of the component they build, flat:
+Four sections take, next to their own keys, the options of the component they build, flat:
 
 - ``mixing:`` ``method`` and the mixer's options (``mixing.gamma=0.95``), checked against the
   constructor of the mixer class ``ammix.mixing.build_mixer`` builds;
+- ``loss:`` ``name`` (``ce``, ``ldam``, ``balanced_softmax``) and the loss's options
+  (``loss.drw_epoch=160``, ``loss.beta``, ``loss.max_margin``, ``loss.scale``, ``loss.tau``), checked
+  against the loss class ``ammix.losses.build_loss`` builds;
 - ``model:`` ``name``, ``init_from`` and the backbone's options (``model.feature_dim=2``);
 - ``data:`` the keys of ``DataConfig`` and the dataset's options (``data.n_per_class=20``), passed to
   ``ammix.data.load_dataset``.
@@ -111,6 +114,12 @@ class MixingConfig:
 
 
 @dataclass
+class LossConfig:
+    name: str = _opt("ce", "ce, ldam or balanced_softmax (ammix.losses.LOSSES)")
+    options: dict = _opt({}, "the loss's own options, e.g. drw_epoch (written flat under loss:)")
+
+
+@dataclass
 class OptimConfig:
     name: str = _opt("sgd", "optimizer", choices=("sgd", "adamw"))
     lr: float = _opt(0.1, "peak learning rate", ge=0.0)
@@ -165,6 +174,7 @@ class Config:
     data: DataConfig = field(default_factory=DataConfig)
     model: ModelConfig = field(default_factory=ModelConfig)
     mixing: MixingConfig = field(default_factory=MixingConfig)
+    loss: LossConfig = field(default_factory=LossConfig)
     optim: OptimConfig = field(default_factory=OptimConfig)
     schedule: ScheduleConfig = field(default_factory=ScheduleConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
@@ -195,7 +205,7 @@ def _plain(value: Any) -> Any:
 
 
 # Sections whose unknown keys are the options of the component they build.
-_FLAT_OPTIONS = {"data", "model", "mixing"}
+_FLAT_OPTIONS = {"data", "model", "mixing", "loss"}
 
 
 # --- Reading and validating ------------------------------------------------------------------------
@@ -549,6 +559,8 @@ def validate_components(cfg: Config) -> None:
     if cls is None:
         _check_signature_types("mixing", type(mixer), m.options)
 
+    _validate_loss(cfg)
+
     # Model: a trial build on the meta device (no memory, no download of pretrained weights).
     from ammix.models import build_model
 
@@ -596,6 +608,23 @@ def validate_components(cfg: Config) -> None:
                     f"data.{key} = {_fmt(value)}: expected {_type_name(type(default))} "
                     f"(default {_fmt(default)})"
                 )
+
+
+def _validate_loss(cfg: Config) -> None:
+    """The loss name and options: types against its constructor, then a trial build."""
+    from ammix.losses import LOSSES, build_loss
+
+    loss = cfg.loss
+    if loss.name not in LOSSES:
+        raise ConfigError(
+            f"loss.name = {_fmt(loss.name)}: unknown loss; allowed: {', '.join(LOSSES)}"
+            + _suggest(loss.name, list(LOSSES))
+        )
+    _check_signature_types("loss", LOSSES[loss.name], loss.options)
+    try:
+        build_loss(loss.name, class_counts=[100, 10], **loss.options)
+    except (ValueError, TypeError) as exc:
+        raise component_error("loss", "name", loss.name, loss.options, exc) from None
 
 
 def mixer_extras(cfg: Config, method: str | None = None) -> dict:

@@ -24,7 +24,8 @@ from torch import nn
 from tqdm import tqdm
 
 from ammix import data as D
-from ammix.mixing import build_mixer, mixed_forward, one_hot, soft_cross_entropy
+from ammix.losses import SoftCrossEntropy, build_loss
+from ammix.mixing import build_mixer, mixed_forward, one_hot
 from ammix.models import build_model
 
 from .checkpoint import (
@@ -36,7 +37,15 @@ from .checkpoint import (
     save_checkpoint,
     set_rng_states,
 )
-from .config import Config, ConfigError, as_config, component_error, mixer_extras, read_yaml
+from .config import (
+    Config,
+    ConfigError,
+    as_config,
+    component_error,
+    config_from_dict,
+    mixer_extras,
+    read_yaml,
+)
 from .distributed import (
     DistInfo,
     all_reduce_sum,
@@ -185,6 +194,16 @@ def make_model(cfg: Config, train_set: D.ImageDataset) -> nn.Module:
         raise component_error("model", "name", cfg.model.name, cfg.model.options, exc) from None
 
 
+def make_loss(cfg: Config, class_counts: list[int]) -> SoftCrossEntropy:
+    """The config's loss on the training class counts (a bad option is a ``ConfigError``)."""
+    try:
+        return build_loss(
+            cfg.loss.name, class_counts, label_smoothing=cfg.train.label_smoothing, **cfg.loss.options
+        )
+    except (ValueError, TypeError) as exc:
+        raise component_error("loss", "name", cfg.loss.name, cfg.loss.options, exc) from None
+
+
 def compile_stages(model: nn.Module) -> None:
     """``torch.compile`` each stage and the head of a ``StagedModel`` in place; the mixing hook between
     stages stays eager, so every mixer works compiled."""
@@ -254,17 +273,18 @@ def train_step(
     scaler: torch.amp.GradScaler | None = None,
     amp_ctx=None,
     grad_clip: float | None = None,
+    loss_fn: SoftCrossEntropy | None = None,
 ):
-    """One optimizer step of any method: ``mixed_forward``, soft cross-entropy (plus the clean loss of
-    AM-mixup), backward, step. Returns ``(loss, MixedOutput)``."""
+    """One optimizer step of any method: ``mixed_forward``, the loss on the soft targets (plus the
+    clean loss of AM-mixup, with the same loss), backward, step. ``loss_fn``: an ``ammix.losses`` loss
+    (default: soft cross-entropy with ``label_smoothing``). Returns ``(loss, MixedOutput)``."""
+    loss_fn = loss_fn or SoftCrossEntropy(label_smoothing=label_smoothing)
     with amp_ctx or contextlib.nullcontext():
         out = mixed_forward(model, x, y, mixer, epoch=epoch)
-        loss = soft_cross_entropy(out.logits, out.targets, label_smoothing)
+        loss = loss_fn(out.logits, out.targets, epoch)
         if out.clean_logits is not None:
             clean_targets = one_hot(y, num_classes)
-            loss = loss + mixer.clean_weight * soft_cross_entropy(
-                out.clean_logits, clean_targets, label_smoothing
-            )
+            loss = loss + mixer.clean_weight * loss_fn(out.clean_logits, clean_targets, epoch)
     optimizer.zero_grad(set_to_none=True)
     if scaler is not None and scaler.is_enabled():
         scaler.scale(loss).backward()
@@ -368,6 +388,7 @@ def _train(cfg, run_dir, resume, fresh, info, device, amp_dtype, command) -> dic
         )
     except (ValueError, TypeError) as exc:
         raise component_error("mixing", "method", cfg.mixing.method, cfg.mixing.options, exc) from None
+    loss_fn = make_loss(cfg, train_counts)
 
     # Loaders: the global batch is split evenly across ranks; each rank evaluates a disjoint test shard.
     d = cfg.data
@@ -416,7 +437,8 @@ def _train(cfg, run_dir, resume, fresh, info, device, amp_dtype, command) -> dic
     resumed = resume and ckpt_path.exists()
     if resumed:
         ckpt = load_checkpoint(ckpt_path)
-        changes = _config_changes(ckpt.get("config", {}), cfg.to_dict())
+        # Through the schema first, so sections added since (their defaults) are no change.
+        changes = _config_changes(config_from_dict(ckpt.get("config", {})).to_dict(), cfg.to_dict())
         if changes:
             raise ConfigError(
                 f"--resume: {run_dir} was started with another config ({'; '.join(changes)}); "
@@ -522,6 +544,7 @@ def _train(cfg, run_dir, resume, fresh, info, device, amp_dtype, command) -> dic
                 scaler,
                 amp_ctx,
                 cfg.optim.grad_clip,
+                loss_fn=loss_fn,
             )
 
             n = out.targets.shape[0]
