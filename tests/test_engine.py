@@ -153,17 +153,22 @@ def test_nan_loss_stops_with_clear_message_and_keeps_checkpoint(tmp_path, monkey
     import ammix.engine.loop as loop
 
     run_dir = tmp_path / "run"
-    real = loop.soft_cross_entropy
+    real_make_loss = loop.make_loss
     calls = {"n": 0}
     steps_per_epoch = 4  # 4 classes x 16 images / batch 16
 
-    def poisoned(logits, targets, label_smoothing=0.0):
-        calls["n"] += 1
-        loss = real(logits, targets, label_smoothing)
-        # the second epoch's first step (two losses per step: mixed + clean)
-        return loss * float("nan") if calls["n"] > 2 * steps_per_epoch else loss
+    def poisoned_make_loss(cfg, class_counts):
+        real = real_make_loss(cfg, class_counts)
 
-    monkeypatch.setattr(loop, "soft_cross_entropy", poisoned)
+        def poisoned(logits, targets, epoch):
+            calls["n"] += 1
+            loss = real(logits, targets, epoch)
+            # the second epoch's first step (two losses per step: mixed + clean)
+            return loss * float("nan") if calls["n"] > 2 * steps_per_epoch else loss
+
+        return poisoned
+
+    monkeypatch.setattr(loop, "make_loss", poisoned_make_loss)
     cfg = tiny("train.log_every=1")
     with pytest.raises(TrainingDiverged, match=r"loss became nan at epoch 2, step 1") as info:
         train(cfg, run_dir)
