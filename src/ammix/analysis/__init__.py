@@ -4,7 +4,7 @@ Metrics (:mod:`ammix.analysis.metrics`) are pure functions of tensors; figures
 (:mod:`ammix.analysis.figures`) use matplotlib's object API with the Agg canvas (no pyplot state).
 """
 
-from .figures import CAPTION_KEYS, class_colors, feature_map_figure, plot_feature_map
+from .figures import CAPTION_KEYS, class_colors, feature_map_figure, feature_map_image, plot_feature_map
 from .metrics import (
     REPORT_KEYS,
     alignment,
@@ -44,5 +44,6 @@ __all__ = [
     "collapse_report",
     "plot_feature_map",
     "feature_map_figure",
+    "feature_map_image",
     "class_colors",
 ]
