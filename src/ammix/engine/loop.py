@@ -71,6 +71,7 @@ from .rundir import (
     write_text,
 )
 from .schedule import lr_factor
+from .tensorboard import log_feature_map
 
 
 class TrainingDiverged(RuntimeError):
@@ -665,6 +666,10 @@ def _train(cfg, run_dir, resume, fresh, info, device, amp_dtype, command) -> dic
             checkpoint_epoch = epoch + 1
 
     if writer is not None:
+        if model.feature_dim == 2:  # the paper's feature map of this rank's test shard, at the end
+            setting = f"imbalance {cfg.data.imbalance_factor:g}, " if cfg.data.imbalance_factor else ""
+            title = f"{train_set.name}, {setting}{cfg.mixing.method}, loss {cfg.loss.name}, epoch {end_epoch}"
+            log_feature_map(writer, model, test_loader, device, test_set.classes, title, end_epoch)
         writer.close()
     epochs_done = max(end_epoch, start_epoch)
     summary = {
