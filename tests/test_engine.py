@@ -17,7 +17,15 @@ import torch
 from common import SMOKE, tiny
 
 from ammix.cli import main
-from ammix.engine import CheckpointError, TrainingDiverged, load_checkpoint, load_config, read_metrics, train
+from ammix.engine import (
+    CheckpointError,
+    ConfigError,
+    TrainingDiverged,
+    load_checkpoint,
+    load_config,
+    read_metrics,
+    train,
+)
 from ammix.engine.config import ScheduleConfig
 from ammix.engine.loop import compile_stages
 from ammix.engine.schedule import lr_factor
@@ -309,3 +317,15 @@ def test_compiled_stages_give_the_eager_output_with_the_mixer_between_them():
     outputs = [mixed_forward(model, x, y, mixer(), 2.0) for model in (eager, compiled)]
     torch.testing.assert_close(outputs[1].logits, outputs[0].logits, rtol=1e-4, atol=1e-5)
     assert torch.equal(outputs[1].targets, outputs[0].targets)
+
+
+def test_model_in_channels_is_accepted_when_it_matches_the_dataset():
+    from ammix.engine.loop import load_data, make_model
+
+    train_set, _ = load_data(tiny())
+    assert make_model(tiny("model.in_channels=3"), train_set).stages[0][0].in_channels == 3
+    with pytest.raises(ConfigError) as err:
+        make_model(tiny("model.in_channels=1"), train_set)
+    assert str(err.value) == (
+        "model.in_channels = 1: the dataset sets it (synthetic has 3 channels); remove the key"
+    )

@@ -102,3 +102,16 @@ def test_every_mixer_trains_a_timm_model_in_one_call(method):
     soft_cross_entropy(out.logits, out.targets).backward()
     assert out.logits.shape == (6, 3)
     assert model.head.weight.grad.abs().sum() > 0
+
+
+def test_a_timm_model_trains_from_a_config_with_am_mixup(tmp_path):
+    from common import SMOKE, tiny
+
+    from ammix.engine import load_config, train
+
+    overrides = [o for o in tiny(1) if not o.startswith(("model.", "data.image_size"))]
+    cfg = load_config(SMOKE, [*overrides, "data.image_size=32"])
+    data = cfg.to_dict()
+    data["model"] = {"name": "timm:test_resnet", "pretrained": False, "drop_rate": 0.1}
+    summary = train(data, tmp_path / "run")
+    assert summary["finished"] and summary["last"]["acc"] >= 0

@@ -564,10 +564,12 @@ def validate_components(cfg: Config) -> None:
     # Model: a trial build on the meta device (no memory, no download of pretrained weights).
     from ammix.models import build_model
 
-    opts = {k: v for k, v in cfg.model.options.items() if k != "weights"}
+    # Never pretrained weights here (no download); in_channels is checked against the dataset in training.
+    opts = {k: v for k, v in cfg.model.options.items() if k not in ("weights", "pretrained")}
+    opts.setdefault("in_channels", 3)
     try:
         with torch.device("meta"):
-            build_model(cfg.model.name, 10, in_channels=3, **opts)
+            build_model(cfg.model.name, 10, **opts)
     except (ValueError, TypeError) as exc:
         raise component_error("model", "name", cfg.model.name, cfg.model.options, exc) from None
 

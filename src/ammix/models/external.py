@@ -54,8 +54,12 @@ def from_timm(
     classifier is not a single ``nn.Linear``.
     """
     if isinstance(name_or_model, str):
-        import timm
-
+        try:
+            import timm
+        except ImportError:
+            raise ValueError('timm is not installed: pip install "ammix[timm]"') from None
+        if not timm.is_model(name_or_model):
+            raise ValueError(f"unknown timm model {name_or_model!r}; see timm.list_models()")
         extra = {} if num_classes is None else {"num_classes": num_classes}
         net = timm.create_model(
             name_or_model, pretrained=pretrained, in_chans=in_channels, **extra, **options
