@@ -18,6 +18,7 @@ from ammix.losses import (
     build_loss,
     class_balanced_weights,
     ldam_margins,
+    loss_label,
     weighted_soft_cross_entropy,
 )
 from ammix.mixing import MIXERS, build_mixer, mixed_forward, soft_cross_entropy
@@ -162,3 +163,7 @@ def test_ldam_drw_run_end_to_end(tmp_path):
     summary = train(load_config(SMOKE, overrides), tmp_path / "run")
     assert summary["finished"]
     assert load_config(tmp_path / "run" / "config.yaml").loss.options == {"drw_epoch": 1, "scale": 5}
+
+
+def test_loss_labels_name_the_reweighting():
+    assert [loss_label(), loss_label("ldam", 160), loss_label("ce", 0)] == ["ce", "ldam-drw", "ce-cb"]

@@ -152,6 +152,11 @@ class BalancedSoftmaxLoss(SoftCrossEntropy):
         return logits + self.log_prior_shift.to(logits.device)
 
 
+def loss_label(name: str = "ce", drw_epoch: float | None = None) -> str:
+    """The loss as papers name it: ``ce``, ``ldam-drw`` (deferred re-weighting), ``ce-cb`` (from epoch 0)."""
+    return name if drw_epoch is None else f"{name}-cb" if drw_epoch == 0 else f"{name}-drw"
+
+
 LOSSES = {"ce": SoftCrossEntropy, "ldam": LDAMLoss, "balanced_softmax": BalancedSoftmaxLoss}
 
 

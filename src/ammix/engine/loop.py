@@ -24,7 +24,7 @@ from torch import nn
 from tqdm import tqdm
 
 from ammix import data as D
-from ammix.losses import SoftCrossEntropy, build_loss
+from ammix.losses import SoftCrossEntropy, build_loss, loss_label
 from ammix.mixing import build_mixer, mixed_forward, one_hot
 from ammix.models import build_model
 
@@ -675,7 +675,8 @@ def _train(cfg, run_dir, resume, fresh, info, device, amp_dtype, command) -> dic
     if writer is not None:
         if model.feature_dim == 2:  # the paper's feature map of this rank's test shard, at the end
             setting = f"imbalance {cfg.data.imbalance_factor:g}, " if cfg.data.imbalance_factor else ""
-            title = f"{train_set.name}, {setting}{cfg.mixing.method}, loss {cfg.loss.name}, epoch {end_epoch}"
+            loss = loss_label(cfg.loss.name, cfg.loss.options.get("drw_epoch"))
+            title = f"{train_set.name}, {setting}{cfg.mixing.method}, loss {loss}, epoch {end_epoch}"
             log_feature_map(writer, model, test_loader, device, test_set.classes, title, end_epoch)
         writer.close()
     epochs_done = max(end_epoch, start_epoch)
