@@ -329,3 +329,16 @@ def test_model_in_channels_is_accepted_when_it_matches_the_dataset():
     assert str(err.value) == (
         "model.in_channels = 1: the dataset sets it (synthetic has 3 channels); remove the key"
     )
+
+
+def test_resume_of_a_run_from_before_the_loss_section(tmp_path):
+    from ammix.engine.checkpoint import save_checkpoint
+
+    run_dir = tmp_path / "run"
+    train(tiny("train.stop_after_epochs=1"), run_dir)
+    ckpt = load_checkpoint(run_dir / "last.pt")
+    del ckpt["config"]["loss"]  # as written before the loss section existed: its defaults
+    save_checkpoint(run_dir / "last.pt", ckpt)
+    assert train(tiny(), run_dir, resume=True)["finished"]
+    with pytest.raises(ConfigError, match=r"loss.name: 'ce' -> 'ldam'"):
+        train(tiny("loss.name=ldam"), run_dir, resume=True)
