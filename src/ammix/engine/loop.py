@@ -675,8 +675,8 @@ def _train(cfg, run_dir, resume, fresh, info, device, amp_dtype, command) -> dic
     if writer is not None:
         if model.feature_dim == 2:  # the paper's feature map of this rank's test shard, at the end
             setting = f"imbalance {cfg.data.imbalance_factor:g}, " if cfg.data.imbalance_factor else ""
-            loss = loss_label(cfg.loss.name, cfg.loss.options.get("drw_epoch"))
-            title = f"{train_set.name}, {setting}{cfg.mixing.method}, loss {loss}, epoch {end_epoch}"
+            loss_name = loss_label(cfg.loss.name, cfg.loss.options.get("drw_epoch"))
+            title = f"{train_set.name}, {setting}{cfg.mixing.method}, loss {loss_name}, epoch {end_epoch}"
             log_feature_map(writer, model, test_loader, device, test_set.classes, title, end_epoch)
         writer.close()
     epochs_done = max(end_epoch, start_epoch)
