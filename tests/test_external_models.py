@@ -59,6 +59,16 @@ def test_torchvision_options_reach_the_constructor():
     assert model.stages[0].layer1[0].bn2.weight.abs().sum() == 0
 
 
+@pytest.mark.parametrize(
+    "name, feature_dim", [("efficientnet_b0", 1280), ("convnext_tiny", 768), ("mobilenet_v3_small", 1024)]
+)
+def test_torchvision_classifiers_split_before_their_final_linear(name, feature_dim):
+    model = build_model(f"torchvision:{name}", 3).eval()
+    x = torch.randn(2, 3, 32, 32)
+    assert model.feature_dim == feature_dim and model.features(x).shape == (2, feature_dim)
+    torch.testing.assert_close(model(x), model.head(model.features(x)))
+
+
 def test_torchvision_vit_and_mobilenet_split_at_their_last_linear():
     from torchvision.models import VisionTransformer, mobilenet_v3_small
 
@@ -69,11 +79,13 @@ def test_torchvision_vit_and_mobilenet_split_at_their_last_linear():
     assert mobile.head.in_features == 1024 and mobile.head.out_features == 5
 
 
-timm = pytest.importorskip("timm")
+@pytest.fixture
+def timm():
+    return pytest.importorskip("timm")
 
 
 @pytest.mark.parametrize("name", ["test_resnet", "test_vit", "test_convnext"])
-def test_timm_split_is_forward_features_then_pre_logits_then_classifier(name):
+def test_timm_split_is_forward_features_then_pre_logits_then_classifier(name, timm):
     torch.manual_seed(0)
     reference = timm.create_model(name, num_classes=3, img_size=32) if "vit" in name else None
     options = {"img_size": 32} if "vit" in name else {}
@@ -87,14 +99,14 @@ def test_timm_split_is_forward_features_then_pre_logits_then_classifier(name):
         torch.testing.assert_close(model(x), reference.eval()(x))
 
 
-def test_timm_classifier_is_owned_by_the_head_only():
+def test_timm_classifier_is_owned_by_the_head_only(timm):
     model = from_timm("test_resnet", num_classes=3, in_channels=1)
     assert not any(p is model.head.weight for p in model.stages.parameters())
     assert model(torch.randn(2, 1, 32, 32)).shape == (2, 3)
 
 
 @pytest.mark.parametrize("method", sorted(MIXERS))
-def test_every_mixer_trains_a_timm_model_in_one_call(method):
+def test_every_mixer_trains_a_timm_model_in_one_call(method, timm):
     torch.manual_seed(0)
     model = build_model("timm:test_resnet", 3)
     mixer = build_mixer(method, 3, class_counts=torch.tensor([3, 2, 1]), generator=_generator(2))
@@ -104,7 +116,7 @@ def test_every_mixer_trains_a_timm_model_in_one_call(method):
     assert model.head.weight.grad.abs().sum() > 0
 
 
-def test_a_timm_model_trains_from_a_config_with_am_mixup(tmp_path):
+def test_a_timm_model_trains_from_a_config_with_am_mixup(tmp_path, timm):
     from common import SMOKE, tiny
 
     from ammix.engine import load_config, train
