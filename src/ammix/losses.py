@@ -78,7 +78,6 @@ class SoftCrossEntropy:
         if not 0.0 <= beta < 1.0:
             raise ValueError(f"beta must be in [0, 1), got {beta}")
         self.drw_epoch, self.beta, self.label_smoothing = drw_epoch, float(beta), float(label_smoothing)
-        self.class_counts = None if class_counts is None else torch.as_tensor(class_counts)
         self.balanced_weights = None if drw_epoch is None else class_balanced_weights(class_counts, beta)
 
     def class_weights(self, epoch: float) -> torch.Tensor | None:

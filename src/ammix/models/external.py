@@ -85,14 +85,23 @@ def _last_linear(net: nn.Module) -> tuple[str, nn.Linear]:
     return linears[-1]
 
 
+def _set_module(net: nn.Module, name: str, module: nn.Module) -> None:
+    # nn.Module.set_submodule is newer than the torch this project supports (2.1).
+    parent, _, child = name.rpartition(".")
+    setattr(net.get_submodule(parent) if parent else net, child, module)
+
+
 def _replace_first_conv(net: nn.Module, in_channels: int) -> None:
     """Give the first ``Conv2d`` of ``net`` ``in_channels`` inputs (a fresh, randomly initialised layer)."""
-    name, old = next((n, m) for n, m in net.named_modules() if isinstance(m, nn.Conv2d))
+    convs = [(n, m) for n, m in net.named_modules() if isinstance(m, nn.Conv2d)]
+    if not convs:
+        raise ValueError(f"in_channels: {type(net).__name__} has no Conv2d whose inputs could be changed")
+    name, old = convs[0]
     new = nn.Conv2d(
         in_channels, old.out_channels, old.kernel_size, old.stride, old.padding, old.dilation, old.groups,
         bias=old.bias is not None,
     )
-    net.set_submodule(name, new)
+    _set_module(net, name, new)
 
 
 def from_torchvision(
@@ -123,7 +132,7 @@ def from_torchvision(
     if in_channels != 3:
         _replace_first_conv(net, in_channels)
     name, head = _last_linear(net)
-    net.set_submodule(name, nn.Identity())
+    _set_module(net, name, nn.Identity())
     if num_classes is not None and head.out_features != num_classes:
         head = nn.Linear(head.in_features, num_classes)
     return from_encoder_head(net, head)
