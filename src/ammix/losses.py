@@ -104,8 +104,8 @@ class SoftCrossEntropy:
 class LDAMLoss(SoftCrossEntropy):
     """LDAM (Cao et al. 2019): ``s * (z - sum_c t_c m_c e_c)``, margins from ``ldam_margins``.
 
-    The LDAM-DRW code feeds it the cosine logits of a normalised classifier (its ``NormedLinear``);
-    with a plain linear head, as here, ``scale`` multiplies the raw logits.
+    Meant for the cosine logits (in [-1, 1]) of ``ammix.models.CosineLinear`` (``model.head: cosine``),
+    as in the LDAM-DRW code; on a plain linear head a scale of 30 makes the loss blow up.
     """
 
     def __init__(

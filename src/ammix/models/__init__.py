@@ -10,6 +10,7 @@ libraries (``from_timm``, ``from_torchvision``, ``from_encoder_head`` in ``ammix
 from .base import StagedModel
 from .cifar_resnet import BasicBlock, PadShortcut, PreActBlock, PreActResNet18, ResNet32
 from .external import from_encoder_head, from_timm, from_torchvision
+from .heads import CosineLinear
 from .registry import MODELS, build_model
 from .small_cnn import SmallCNN
 from .torchvision_resnet import TorchvisionResNet
@@ -17,6 +18,7 @@ from .torchvision_resnet import TorchvisionResNet
 __all__ = [
     "MODELS",
     "BasicBlock",
+    "CosineLinear",
     "PadShortcut",
     "PreActBlock",
     "PreActResNet18",
