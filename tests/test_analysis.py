@@ -2,6 +2,7 @@
 
 import math
 
+import numpy as np
 import pytest
 import torch
 
@@ -379,6 +380,17 @@ def test_feature_map_figure(tmp_path):
     assert png == tmp_path / "sub" / "toy.png" and pdf == tmp_path / "sub" / "toy.pdf"
     _png_pdf_ok(png, pdf)
     assert Gcf.get_num_fig_managers() == 0  # no pyplot state
+
+
+def test_feature_map_title_says_dataset_and_setting():
+    from ammix.analysis import figures
+
+    x, y = _random(n=30, d=2, c=2, seed=6)
+    panels = [("CE", x, y, torch.nn.Linear(2, 2), None)]
+    fig = figures._feature_maps(panels, None, "mini-cifar, long-tailed", 3.6, 20, figures.CAPTION_KEYS)
+    assert fig._suptitle.get_text() == "mini-cifar, long-tailed"
+    image = figures.feature_map_image(panels, None, title="mini-cifar, long-tailed", dpi=50, grid=20)
+    assert image.dtype == np.uint8 and image.shape == (int(4.5 * 50), int(4.4 * 50), 3)
 
 
 def test_plot_feature_map_on_axes():

@@ -17,7 +17,15 @@ import torch
 from common import SMOKE, tiny
 
 from ammix.cli import main
-from ammix.engine import CheckpointError, TrainingDiverged, load_checkpoint, load_config, read_metrics, train
+from ammix.engine import (
+    CheckpointError,
+    ConfigError,
+    TrainingDiverged,
+    load_checkpoint,
+    load_config,
+    read_metrics,
+    train,
+)
 from ammix.engine.config import ScheduleConfig
 from ammix.engine.loop import compile_stages
 from ammix.engine.schedule import lr_factor
@@ -153,17 +161,22 @@ def test_nan_loss_stops_with_clear_message_and_keeps_checkpoint(tmp_path, monkey
     import ammix.engine.loop as loop
 
     run_dir = tmp_path / "run"
-    real = loop.soft_cross_entropy
+    real_make_loss = loop.make_loss
     calls = {"n": 0}
     steps_per_epoch = 4  # 4 classes x 16 images / batch 16
 
-    def poisoned(logits, targets, label_smoothing=0.0):
-        calls["n"] += 1
-        loss = real(logits, targets, label_smoothing)
-        # the second epoch's first step (two losses per step: mixed + clean)
-        return loss * float("nan") if calls["n"] > 2 * steps_per_epoch else loss
+    def poisoned_make_loss(cfg, class_counts):
+        real = real_make_loss(cfg, class_counts)
 
-    monkeypatch.setattr(loop, "soft_cross_entropy", poisoned)
+        def poisoned(logits, targets, epoch):
+            calls["n"] += 1
+            loss = real(logits, targets, epoch)
+            # the second epoch's first step (two losses per step: mixed + clean)
+            return loss * float("nan") if calls["n"] > 2 * steps_per_epoch else loss
+
+        return poisoned
+
+    monkeypatch.setattr(loop, "make_loss", poisoned_make_loss)
     cfg = tiny("train.log_every=1")
     with pytest.raises(TrainingDiverged, match=r"loss became nan at epoch 2, step 1") as info:
         train(cfg, run_dir)
@@ -304,3 +317,28 @@ def test_compiled_stages_give_the_eager_output_with_the_mixer_between_them():
     outputs = [mixed_forward(model, x, y, mixer(), 2.0) for model in (eager, compiled)]
     torch.testing.assert_close(outputs[1].logits, outputs[0].logits, rtol=1e-4, atol=1e-5)
     assert torch.equal(outputs[1].targets, outputs[0].targets)
+
+
+def test_model_in_channels_is_accepted_when_it_matches_the_dataset():
+    from ammix.engine.loop import load_data, make_model
+
+    train_set, _ = load_data(tiny())
+    assert make_model(tiny("model.in_channels=3"), train_set).stages[0][0].in_channels == 3
+    with pytest.raises(ConfigError) as err:
+        make_model(tiny("model.in_channels=1"), train_set)
+    assert str(err.value) == (
+        "model.in_channels = 1: the dataset sets it (synthetic has 3 channels); remove the key"
+    )
+
+
+def test_resume_of_a_run_from_before_the_loss_section(tmp_path):
+    from ammix.engine.checkpoint import save_checkpoint
+
+    run_dir = tmp_path / "run"
+    train(tiny("train.stop_after_epochs=1"), run_dir)
+    ckpt = load_checkpoint(run_dir / "last.pt")
+    del ckpt["config"]["loss"]  # as written before the loss section existed: its defaults
+    save_checkpoint(run_dir / "last.pt", ckpt)
+    assert train(tiny(), run_dir, resume=True)["finished"]
+    with pytest.raises(ConfigError, match=r"loss.name: 'ce' -> 'ldam'"):
+        train(tiny("loss.name=ldam"), run_dir, resume=True)

@@ -9,6 +9,7 @@ from common import tiny
 
 from ammix.cli import main
 from ammix.engine import load_config, train
+from ammix.experiments import toy
 from ammix.experiments.analyze import analyze_run
 from ammix.experiments.sweep import SweepError, load_sweep, override_args, plan_runs, resolved_config
 from ammix.experiments.toy import run_toy
@@ -149,13 +150,19 @@ def test_coarse_to_fine_sweep_then_report(tmp_path, capsys):
 
 
 @pytest.mark.slow
-def test_toy_protocol_writes_figures_and_table(tmp_path):
+def test_toy_protocol_writes_figures_and_table(tmp_path, monkeypatch):
     spec = {
         "config": {**yaml.safe_load(SMOKE.read_text()), "model": {"name": "small_cnn", "feature_dim": 2}},
         "variants": {"ce": {"mixing.method": "ce"}, "am_mixup": {"mixing.method": "am_mixup"}},
         "settings": {"balanced": {}, "coarse-to-fine": {"data.labels": "coarse"}},
     }
+    titles = []
+    real_figure = toy.feature_map_figure
+    monkeypatch.setattr(
+        toy, "feature_map_figure", lambda *a, **k: titles.append(k["title"]) or real_figure(*a, **k)
+    )
     rows = run_toy(spec, tmp_path, TINY)
+    assert titles == ["synthetic, balanced", "synthetic-coarse, coarse-to-fine (data.labels=coarse)"]
     assert [(r["setting"], r["method"]) for r in rows] == [
         ("balanced", "ce"), ("balanced", "am_mixup"), ("coarse-to-fine", "ce"), ("coarse-to-fine", "am_mixup")
     ]

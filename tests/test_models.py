@@ -187,3 +187,28 @@ def test_models_pickle_and_deepcopy():
         expected = model(x)
         torch.testing.assert_close(copy.deepcopy(model)(x), expected)
         torch.testing.assert_close(pickle.loads(pickle.dumps(model))(x), expected)
+
+
+def test_cosine_head_gives_the_cosine_to_each_class_weight():
+    from ammix.models import CosineLinear
+
+    head = CosineLinear(2, 2)
+    with torch.no_grad():
+        head.weight.copy_(torch.tensor([[1.0, 0.0], [0.0, 2.0]]))
+    torch.testing.assert_close(head(torch.tensor([[3.0, 4.0]])), torch.tensor([[0.6, 0.8]]))
+    model = build_model("small_cnn", 3, head="cosine")
+    assert isinstance(model.head, CosineLinear) and model.head.bias is None
+    with pytest.raises(ValueError, match="head must be one of linear, cosine, got 'normed'"):
+        build_model("small_cnn", 3, head="normed")
+
+
+def test_analysis_draws_a_cosine_head_by_its_normalised_weights():
+    from ammix.analysis.metrics import _head_params
+    from ammix.models import CosineLinear
+
+    head = CosineLinear(2, 2)
+    with torch.no_grad():
+        head.weight.copy_(torch.tensor([[3.0, 4.0], [0.0, 2.0]]))
+    weight, bias = _head_params(head)
+    torch.testing.assert_close(weight, torch.tensor([[0.6, 0.8], [0.0, 1.0]], dtype=torch.float64))
+    assert bias is None

@@ -203,13 +203,22 @@ def test_accuracy_units_come_from_the_file_never_from_the_values(tmp_path):
 def test_reference_matching_rules():
     refs = rep.load_references()
     assert {(r["dataset"], r["imbalance_factor"], r["value"]) for r in refs} == {
-        ("cifar10", 100, 70.36), ("cifar10", 10, 86.39), ("cifar100", 100, 38.32), ("cifar100", 10, 55.70)}
+        ("cifar10", 100, 70.36), ("cifar10", 10, 86.39), ("cifar100", 100, 38.32), ("cifar100", 10, 55.70),
+        ("cifar10", 100, 77.03), ("cifar10", 100, 79.76)}
     row = {"dataset": "cifar100", "imbalance_factor": 10.0, "method": "ce", "profile": "exp",
            "labels": "fine"}
     assert [r["value"] for r in rep.match_reference(row, refs)] == [55.70]
     assert [r["value"] for r in rep.match_reference({**row, "dataset": "cifar100-lt"}, refs)] == [55.70]
+    assert rep._run_context({"loss": {"name": "ldam", "drw_epoch": 160}})["loss"] == "ldam-drw"
+    assert rep._run_context({})["loss"] == "ce"  # runs from before the loss section
+    ldam_drw = {**row, "dataset": "cifar10-lt", "imbalance_factor": 100.0, "loss": "ldam-drw"}
+    assert [r["value"] for r in rep.match_reference(ldam_drw, refs)] == [77.03]
+    assert [r["value"] for r in rep.match_reference({**ldam_drw, "loss": "ce"}, refs)] == [70.36]
+    remix_drw = {**ldam_drw, "method": "remix", "loss": "ce-drw"}
+    assert [r["value"] for r in rep.match_reference(remix_drw, refs)] == [79.76]
     for other in ({"dataset": "cifar10-jpeg"}, {"dataset": "cifar10-jpeg-lt"}, {"method": "mixup"},
-                  {"imbalance_factor": 50.0}, {"profile": "step"}, {"labels": "coarse"}, {"dataset": None}):
+                  {"imbalance_factor": 50.0}, {"profile": "step"}, {"labels": "coarse"}, {"dataset": None},
+                  {"loss": "ldam-drw"}):
         assert rep.match_reference({**row, **other}, refs) == []
 
 

@@ -5,7 +5,7 @@ Metrics (:mod:`ammix.analysis.metrics`) are pure functions of tensors; figures
 """
 
 from .definitions import METRIC_DEFINITIONS, metric_definition
-from .figures import CAPTION_KEYS, class_colors, feature_map_figure, plot_feature_map
+from .figures import CAPTION_KEYS, class_colors, feature_map_figure, feature_map_image, plot_feature_map
 from .metrics import (
     REPORT_KEYS,
     alignment,
@@ -49,5 +49,6 @@ __all__ = [
     "collapse_report",
     "plot_feature_map",
     "feature_map_figure",
+    "feature_map_image",
     "class_colors",
 ]

@@ -19,7 +19,7 @@ from matplotlib.figure import Figure
 
 from .metrics import _head_params
 
-__all__ = ["plot_feature_map", "feature_map_figure", "class_colors", "CAPTION_KEYS"]
+__all__ = ["plot_feature_map", "feature_map_figure", "feature_map_image", "class_colors", "CAPTION_KEYS"]
 
 #: metrics shown under each panel of :func:`feature_map_figure`: (key, short label)
 CAPTION_KEYS = (
@@ -138,6 +138,33 @@ def _caption(metrics: Mapping[str, float] | None, keys) -> str:
     return "   ".join(f"{label} {metrics[key]:.3f}" for key, label in keys if key in metrics)
 
 
+def _feature_maps(
+    panels: Sequence[tuple],
+    class_names: Sequence[str] | None,
+    title: str | None,
+    panel_size: float,
+    grid: int,
+    caption_keys,
+) -> Figure:
+    if not panels:
+        raise ValueError("feature_map_figure needs at least one panel")
+    n = len(panels)
+    fig = Figure(figsize=(panel_size * n + 0.8, panel_size + (0.9 if title else 0.6)), layout="constrained")
+    FigureCanvasAgg(fig)
+    axes = fig.subplots(1, n, squeeze=False)[0]
+    image = None
+    for i, (ax, panel) in enumerate(zip(axes, panels, strict=True)):
+        panel_title, feats, labs, head, metrics = panel
+        image = plot_feature_map(ax, feats, labs, head, class_names=class_names, grid=grid, legend=i == 0)
+        ax.set_title(panel_title)
+        ax.set_xlabel(_caption(metrics, caption_keys), fontsize="small")
+        ax.tick_params(labelsize="x-small")
+    fig.colorbar(image, ax=list(axes), shrink=0.85, label="max softmax probability")
+    if title:
+        fig.suptitle(title)
+    return fig
+
+
 def feature_map_figure(
     panels: Sequence[tuple],
     class_names: Sequence[str] | None,
@@ -146,6 +173,7 @@ def feature_map_figure(
     dpi: int = 150,
     grid: int = 200,
     caption_keys=CAPTION_KEYS,
+    title: str | None = None,
 ) -> tuple[Path, Path]:
     """Side-by-side feature maps, one panel per method, saved as ``path_stem.png`` and
     ``path_stem.pdf``.
@@ -155,25 +183,29 @@ def feature_map_figure(
     only), and the output path without suffix (parent folders are created). Each panel's caption shows
     the metrics of ``caption_keys`` found in its ``metrics_dict`` (by default alignment, uniformity and
     neighbour uniformity, e.g. from :func:`ammix.analysis.collapse_report`). One shared colour bar:
-    the maximum softmax probability. Returns ``(png path, pdf path)``.
+    the maximum softmax probability. ``title``: the figure's title, which should say the dataset and
+    setting shown. Returns ``(png path, pdf path)``.
     """
-    if not panels:
-        raise ValueError("feature_map_figure needs at least one panel")
+    fig = _feature_maps(panels, class_names, title, panel_size, grid, caption_keys)
     stem = Path(path_stem)
     stem.parent.mkdir(parents=True, exist_ok=True)
-    n = len(panels)
-    fig = Figure(figsize=(panel_size * n + 0.8, panel_size + 0.6), layout="constrained")
-    FigureCanvasAgg(fig)
-    axes = fig.subplots(1, n, squeeze=False)[0]
-    image = None
-    for i, (ax, panel) in enumerate(zip(axes, panels, strict=True)):
-        title, feats, labs, head, metrics = panel
-        image = plot_feature_map(ax, feats, labs, head, class_names=class_names, grid=grid, legend=i == 0)
-        ax.set_title(title)
-        ax.set_xlabel(_caption(metrics, caption_keys), fontsize="small")
-        ax.tick_params(labelsize="x-small")
-    fig.colorbar(image, ax=list(axes), shrink=0.85, label="max softmax probability")
     png, pdf = stem.with_name(stem.name + ".png"), stem.with_name(stem.name + ".pdf")
     fig.savefig(png, dpi=dpi)
     fig.savefig(pdf)
     return png, pdf
+
+
+def feature_map_image(
+    panels: Sequence[tuple],
+    class_names: Sequence[str] | None,
+    title: str | None = None,
+    panel_size: float = 3.6,
+    dpi: int = 100,
+    grid: int = 100,
+    caption_keys=CAPTION_KEYS,
+) -> np.ndarray:
+    """The figure of :func:`feature_map_figure` as an ``H x W x 3`` uint8 RGB array (for TensorBoard)."""
+    fig = _feature_maps(panels, class_names, title, panel_size, grid, caption_keys)
+    fig.set_dpi(dpi)
+    fig.canvas.draw()
+    return np.asarray(fig.canvas.buffer_rgba())[..., :3].copy()

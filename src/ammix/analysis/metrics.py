@@ -78,8 +78,8 @@ def _head_params(head) -> tuple[torch.Tensor, torch.Tensor | None]:
     """``(weight C x D, bias C or None)`` of an ``nn.Linear``-like head or a ``(weight, bias)`` pair."""
     if isinstance(head, (tuple, list)):
         weight, bias = head
-    else:
-        weight, bias = head.weight, getattr(head, "bias", None)
+    else:  # a cosine head (ammix.models.CosineLinear): its normalised rows give its decision boundaries
+        weight, bias = getattr(head, "normalized_weight", head.weight), getattr(head, "bias", None)
     weight = torch.as_tensor(weight).detach().to(torch.float64)
     bias = None if bias is None else torch.as_tensor(bias).detach().to(torch.float64)
     return weight, bias

@@ -5,7 +5,7 @@ dataclass defaults). ``load_config(path, overrides)`` reads it, applies ``key=va
 parsed as YAML), and validates every key, type and range before any work starts: a mistake raises
 ``ConfigError`` with one line naming the key, the value and what is allowed.
 
-Three sections take, next to their own keys, the options of the component they build, flat:
+Four sections take, next to their own keys, the options of the component they build, flat:
 
 - ``mixing:`` ``method`` and the mixer's options (``mixing.gamma=0.95``), checked against the
   constructor of the mixer class ``ammix.mixing.build_mixer`` builds. Overriding ``mixing.method``
@@ -13,6 +13,9 @@ Three sections take, next to their own keys, the options of the component they b
   and keeps only the mixing options given alongside; naming the file's own method keeps its options,
   merged with the overrides' (``drop_options_of_replaced_method``). To replace the section whatever
   the method, override it whole: ``mixing={method: am_mixup, lam_at_total: 0.55}``;
+- ``loss:`` ``name`` (``ce``, ``ldam``, ``balanced_softmax``) and the loss's options
+  (``loss.drw_epoch=160``, ``loss.beta``, ``loss.max_margin``, ``loss.scale``, ``loss.tau``), checked
+  against the loss class ``ammix.losses.build_loss`` builds;
 - ``model:`` ``name``, ``init_from`` and the backbone's options (``model.feature_dim=2``);
 - ``data:`` the keys of ``DataConfig`` and the dataset's options (``data.n_per_class=20``), passed to
   ``ammix.data.load_dataset``.
@@ -115,6 +118,12 @@ class MixingConfig:
 
 
 @dataclass
+class LossConfig:
+    name: str = _opt("ce", "ce, ldam or balanced_softmax (ammix.losses.LOSSES)")
+    options: dict = _opt({}, "the loss's own options, e.g. drw_epoch (written flat under loss:)")
+
+
+@dataclass
 class OptimConfig:
     name: str = _opt("sgd", "optimizer", choices=("sgd", "adamw"))
     lr: float = _opt(0.1, "peak learning rate", ge=0.0)
@@ -174,6 +183,7 @@ class Config:
     data: DataConfig = field(default_factory=DataConfig)
     model: ModelConfig = field(default_factory=ModelConfig)
     mixing: MixingConfig = field(default_factory=MixingConfig)
+    loss: LossConfig = field(default_factory=LossConfig)
     optim: OptimConfig = field(default_factory=OptimConfig)
     schedule: ScheduleConfig = field(default_factory=ScheduleConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
@@ -204,7 +214,7 @@ def _plain(value: Any) -> Any:
 
 
 # Sections whose unknown keys are the options of the component they build.
-_FLAT_OPTIONS = {"data", "model", "mixing"}
+_FLAT_OPTIONS = {"data", "model", "mixing", "loss"}
 
 
 # --- Reading and validating ------------------------------------------------------------------------
@@ -577,13 +587,17 @@ def validate_components(cfg: Config) -> None:
     if cls is None:
         _check_signature_types("mixing", type(mixer), m.options)
 
+    _validate_loss(cfg)
+
     # Model: a trial build on the meta device (no memory, no download of pretrained weights).
     from ammix.models import build_model
 
-    opts = {k: v for k, v in cfg.model.options.items() if k != "weights"}
+    # Never pretrained weights here (no download); in_channels is checked against the dataset in training.
+    opts = {k: v for k, v in cfg.model.options.items() if k not in ("weights", "pretrained")}
+    opts.setdefault("in_channels", 3)
     try:
         with torch.device("meta"):
-            build_model(cfg.model.name, 10, in_channels=3, **opts)
+            build_model(cfg.model.name, 10, **opts)
     except (ValueError, TypeError) as exc:
         raise component_error("model", "name", cfg.model.name, cfg.model.options, exc) from None
 
@@ -624,6 +638,23 @@ def validate_components(cfg: Config) -> None:
                     f"data.{key} = {_fmt(value)}: expected {_type_name(type(default))} "
                     f"(default {_fmt(default)})"
                 )
+
+
+def _validate_loss(cfg: Config) -> None:
+    """The loss name and options: types against its constructor, then a trial build."""
+    from ammix.losses import LOSSES, build_loss
+
+    loss = cfg.loss
+    if loss.name not in LOSSES:
+        raise ConfigError(
+            f"loss.name = {_fmt(loss.name)}: unknown loss; allowed: {', '.join(LOSSES)}"
+            + _suggest(loss.name, list(LOSSES))
+        )
+    _check_signature_types("loss", LOSSES[loss.name], loss.options)
+    try:
+        build_loss(loss.name, class_counts=[100, 10], **loss.options)
+    except (ValueError, TypeError) as exc:
+        raise component_error("loss", "name", loss.name, loss.options, exc) from None
 
 
 def mixer_extras(cfg: Config, method: str | None = None) -> dict:

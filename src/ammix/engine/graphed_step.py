@@ -49,7 +49,7 @@ def check_cuda_graph(mode: str, device: torch.device) -> None:
 
 
 def use_cuda_graph(mode: str, device: torch.device, *, distributed: bool, compiled: bool, fp16: bool,
-                   mixer) -> bool:
+                   mixer, epoch_dependent_loss: bool = False) -> bool:
     """Whether this run captures its step; a capturable-in-principle run that cannot says why, once."""
     if mode == "off" or device.type != "cuda":
         return False
@@ -58,6 +58,8 @@ def use_cuda_graph(mode: str, device: torch.device, *, distributed: bool, compil
         else "train.compile" if compiled
         else "fp16 loss scaling" if fp16
         else "AM-mixup's drop pairing (the batch size changes)" if not mixer.capturable
+        else "a deferred re-weighting (loss.drw_epoch: its weights would be frozen at capture)"
+        if epoch_dependent_loss
         else None
     )
     if blocker is not None:

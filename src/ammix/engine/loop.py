@@ -24,7 +24,8 @@ from torch import nn
 from tqdm import tqdm
 
 from ammix import data as D
-from ammix.mixing import build_mixer, mixed_forward, one_hot, soft_cross_entropy
+from ammix.losses import SoftCrossEntropy, loss_label
+from ammix.mixing import build_mixer, mixed_forward, one_hot
 
 from .checkpoint import (
     CheckpointError,
@@ -35,7 +36,7 @@ from .checkpoint import (
     save_checkpoint,
     set_rng_states,
 )
-from .config import Config, ConfigError, as_config, component_error, mixer_extras, read_yaml
+from .config import Config, ConfigError, as_config, component_error, config_from_dict, mixer_extras, read_yaml
 from .distributed import DistInfo, all_reduce_sum, barrier, cleanup_distributed, dist_env, init_distributed
 from .evaluate import accuracy_metrics, class_counts_correct
 from .graphed_step import CapturedStep, check_cuda_graph, graph_autocast, use_cuda_graph
@@ -61,6 +62,7 @@ from .setup import (  # noqa: F401  (re-exported: the loop's helpers were define
     derive_seed,
     load_data,
     make_loaders,
+    make_loss,
     make_model,
     make_optimizer,
     resolve_amp,
@@ -69,6 +71,7 @@ from .setup import (  # noqa: F401  (re-exported: the loop's helpers were define
     sync_buffers,
     wrap_ddp,
 )
+from .tensorboard import log_feature_map
 
 
 class TrainingDiverged(RuntimeError):
@@ -125,17 +128,18 @@ def train_step(
     scaler: torch.amp.GradScaler | None = None,
     amp_ctx=None,
     grad_clip: float | None = None,
+    loss_fn: SoftCrossEntropy | None = None,
 ):
-    """One optimizer step of any method: ``mixed_forward``, soft cross-entropy (plus the clean loss of
-    AM-mixup), backward, step. Returns ``(loss, MixedOutput)``."""
+    """One optimizer step of any method: ``mixed_forward``, the loss on the soft targets (plus the
+    clean loss of AM-mixup, with the same loss), backward, step. ``loss_fn``: an ``ammix.losses`` loss
+    (default: soft cross-entropy with ``label_smoothing``). Returns ``(loss, MixedOutput)``."""
+    loss_fn = loss_fn or SoftCrossEntropy(label_smoothing=label_smoothing)
     with amp_ctx or contextlib.nullcontext():
         out = mixed_forward(model, x, y, mixer, epoch=epoch)
-        loss = soft_cross_entropy(out.logits, out.targets, label_smoothing)
+        loss = loss_fn(out.logits, out.targets, epoch)
         if out.clean_logits is not None:
             clean_targets = one_hot(y, num_classes)
-            loss = loss + mixer.clean_weight * soft_cross_entropy(
-                out.clean_logits, clean_targets, label_smoothing
-            )
+            loss = loss + mixer.clean_weight * loss_fn(out.clean_logits, clean_targets, epoch)
     optimizer.zero_grad(set_to_none=True)
     if scaler is not None and scaler.is_enabled():
         scaler.scale(loss).backward()
@@ -175,6 +179,7 @@ class Trainer:
     channels_last: bool
     mixer: object
     mixer_gen: torch.Generator
+    loss_fn: object  # an ammix.losses loss
     batches_for: object  # epoch -> that epoch's training batches
     test_loader: object
     steps_per_epoch: int
@@ -273,6 +278,11 @@ def _train(cfg, run_dir, resume, info, device, amp_dtype, command) -> dict:
             _save(t, epoch, lr, t_start)
 
     if writer is not None:
+        if t.model.feature_dim == 2:  # the paper's feature map of this rank's test shard, at the end
+            setting = f"imbalance {cfg.data.imbalance_factor:g}, " if cfg.data.imbalance_factor else ""
+            loss_name = loss_label(cfg.loss.name, cfg.loss.options.get("drw_epoch"))
+            title = f"{t.train_set.name}, {setting}{cfg.mixing.method}, loss {loss_name}, epoch {end_epoch}"
+            log_feature_map(writer, t.model, t.test_loader, device, t.test_set.classes, title, end_epoch)
         writer.close()
     summary = _summary(t, max(end_epoch, t.start_epoch), t_start, command)
     if info.is_main:
@@ -338,6 +348,8 @@ def _set_up(cfg: Config, run_dir: Path, info: DistInfo, device: torch.device, am
     except (ValueError, TypeError) as exc:
         raise component_error("mixing", "method", cfg.mixing.method, cfg.mixing.options, exc) from None
 
+    loss_fn = make_loss(cfg, train_counts)
+
     batches_for, test_loader, steps_per_epoch = make_loaders(cfg, train_set, test_set, info, device)
     return Trainer(
         cfg=cfg,
@@ -356,6 +368,7 @@ def _set_up(cfg: Config, run_dir: Path, info: DistInfo, device: torch.device, am
         channels_last=channels_last,
         mixer=mixer,
         mixer_gen=mixer_gen,
+        loss_fn=loss_fn,
         batches_for=batches_for,
         test_loader=test_loader,
         steps_per_epoch=steps_per_epoch,
@@ -365,7 +378,8 @@ def _set_up(cfg: Config, run_dir: Path, info: DistInfo, device: torch.device, am
 def _resume(t: Trainer) -> None:
     """Model, optimizer, scaler, mixer generator, RNG states, epoch count, best/last metrics from last.pt."""
     ckpt = load_checkpoint(t.ckpt_path)
-    changes = config_changes(ckpt.get("config", {}), t.cfg.to_dict())
+    # Through the schema first, so sections added since (their defaults) are no change.
+    changes = config_changes(config_from_dict(ckpt.get("config", {})).to_dict(), t.cfg.to_dict())
     if changes:
         raise ConfigError(
             f"--resume: {t.run_dir} was started with another config ({'; '.join(changes)}); "
@@ -488,6 +502,7 @@ def _make_step(t: Trainer):
         compiled=cfg.train.compile,
         fp16=t.scaler.is_enabled(),
         mixer=t.mixer,
+        epoch_dependent_loss=t.loss_fn.drw_epoch is not None,
     )
     amp_ctx = graph_autocast(t.device, t.amp_dtype) if captured else t.amp_ctx
 
@@ -504,6 +519,7 @@ def _make_step(t: Trainer):
             t.scaler,
             amp_ctx,
             cfg.optim.grad_clip,
+            loss_fn=t.loss_fn,
         )
 
     if captured:

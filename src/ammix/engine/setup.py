@@ -13,6 +13,7 @@ import torch
 from torch import nn
 
 from ammix import data as D
+from ammix.losses import SoftCrossEntropy, build_loss
 from ammix.models import build_model
 
 from .config import Config, ConfigError, component_error
@@ -109,13 +110,30 @@ def load_data(cfg: Config) -> tuple[D.ImageDataset, D.ImageDataset]:
 
 
 def make_model(cfg: Config, train_set: D.ImageDataset) -> nn.Module:
-    """The config's backbone for ``train_set``'s classes and channels (a bad option is a ``ConfigError``)."""
-    try:
-        return build_model(
-            cfg.model.name, train_set.num_classes, in_channels=train_set.image_shape[0], **cfg.model.options
+    """The config's backbone for ``train_set``'s classes and channels (a bad option is a ``ConfigError``).
+
+    ``model.in_channels`` may be written when it matches the dataset, which is what sets it."""
+    options = dict(cfg.model.options)
+    channels = train_set.image_shape[0]
+    if options.setdefault("in_channels", channels) != channels:
+        raise ConfigError(
+            f"model.in_channels = {options['in_channels']!r}: the dataset sets it ({train_set.name} has "
+            f"{channels} channels); remove the key"
         )
+    try:
+        return build_model(cfg.model.name, train_set.num_classes, **options)
     except (ValueError, TypeError) as exc:
         raise component_error("model", "name", cfg.model.name, cfg.model.options, exc) from None
+
+
+def make_loss(cfg: Config, class_counts: list[int]) -> SoftCrossEntropy:
+    """The config's loss on the training class counts (a bad option is a ``ConfigError``)."""
+    try:
+        return build_loss(
+            cfg.loss.name, class_counts, label_smoothing=cfg.train.label_smoothing, **cfg.loss.options
+        )
+    except (ValueError, TypeError) as exc:
+        raise component_error("loss", "name", cfg.loss.name, cfg.loss.options, exc) from None
 
 
 def compile_stages(model: nn.Module) -> None:

@@ -37,8 +37,9 @@ when some run has it, with fallback names); when none is present, every scalar m
 (``--metrics``) replaces the list; names may be ``fnmatch`` patterns (``"analysis.*"``).
 
 Published numbers come from ``ammix/resources/references.yaml`` (:func:`load_references`) and are shown
-in a ``published`` column beside ``last.acc`` for a group whose dataset, imbalance factor and method
-match an entry (and whose long-tail profile and labels agree: ``exp`` and ``fine`` by default). Only
+in a ``published`` column beside ``last.acc`` for a group whose dataset, imbalance factor, method and
+loss (``ammix.losses.loss_label``: ``ce`` unless the entry says, e.g. ``ldam-drw``) match an entry
+(and whose long-tail profile and labels agree: ``exp`` and ``fine`` by default). Only
 the official dataset names match (``cifar10``, ``cifar100``, and their long-tailed names
 ``cifar10-lt``, ``cifar100-lt``); ``cifar10-jpeg`` is a JPEG re-encode, different data, and never gets
 the official numbers (the table note says so).
@@ -63,6 +64,7 @@ import numpy as np
 import yaml
 
 from ammix.analysis.definitions import metric_definition
+from ammix.losses import loss_label
 
 from .curves import learning_curve, plot_learning_curves, tail_range
 
@@ -112,7 +114,13 @@ TOP1_KEYS = ("last.acc", "acc", "final.acc", "test.acc", "best.acc")
 
 #: Context columns (from the config) of a table; one that is the same in the whole table is written
 #: above it instead.
-CONTEXT = (("dataset", "dataset"), ("imbalance_factor", "IF"), ("method", "method"), ("model", "model"))
+CONTEXT = (
+    ("dataset", "dataset"),
+    ("imbalance_factor", "IF"),
+    ("method", "method"),
+    ("loss", "loss"),
+    ("model", "model"),
+)
 
 STAGE_ORDER = ("", "pretrain", "probe", "finetune")
 _SEED_DIR = re.compile(r"^seed[_-]?(\d+)$")
@@ -253,6 +261,7 @@ def _run_context(config: dict) -> dict[str, Any]:
     data = config.get("data") if isinstance(config.get("data"), dict) else {}
     model = config.get("model") if isinstance(config.get("model"), dict) else {}
     mixing = config.get("mixing") if isinstance(config.get("mixing"), dict) else {}
+    loss = config.get("loss") if isinstance(config.get("loss"), dict) else {}
     factor = data.get("imbalance_factor")
     if isinstance(factor, bool) or not isinstance(factor, (int, float)):
         factor = None
@@ -262,6 +271,7 @@ def _run_context(config: dict) -> dict[str, Any]:
         "profile": data.get("profile") or "exp",
         "labels": data.get("labels") or "fine",
         "method": mixing.get("method"),
+        "loss": loss_label(loss.get("name", "ce"), loss.get("drw_epoch")),
         "model": model.get("name"),
     }
 
@@ -283,7 +293,7 @@ def aggregate(records: Sequence[dict], metrics: Sequence[str] | None = None) -> 
     ``metrics``: the metric keys (``None``: every key of any record). Returns one row per group, sorted
     by sweep, stage (one-stage, pretrain, probe, finetune, others), variant: ``sweep``, ``stage``,
     ``variant``, ``n`` (runs), ``seeds``, ``paths``, the config context ``dataset``,
-    ``imbalance_factor``, ``profile``, ``labels``, ``method``, ``model`` (``None`` where the group's
+    ``imbalance_factor``, ``profile``, ``labels``, ``method``, ``loss``, ``model`` (``None`` where the group's
     runs disagree), and dicts ``mean``, ``std``, ``count`` keyed by metric (only metrics some run of
     the group has). ``std`` is the sample std (ddof=1), ``0.0`` when ``count`` is 1. A list metric
     (per-class) is averaged elementwise: ``mean`` and ``std`` are lists; a group whose runs' lists
@@ -299,7 +309,7 @@ def aggregate(records: Sequence[dict], metrics: Sequence[str] | None = None) -> 
         contexts = [_run_context(r.get("config") or {}) for r in recs]
         row: dict[str, Any] = {"sweep": sweep, "stage": stage, "variant": variant, "n": len(recs),
                                "seeds": [r["seed"] for r in recs], "paths": [r["path"] for r in recs]}
-        for key in ("dataset", "imbalance_factor", "profile", "labels", "method", "model"):
+        for key in ("dataset", "imbalance_factor", "profile", "labels", "method", "loss", "model"):
             values = {c[key] for c in contexts}
             row[key] = values.pop() if len(values) == 1 else None
         keys = metrics if metrics is not None else sorted({k for r in recs for k in r["metrics"]})
@@ -424,7 +434,7 @@ def _official(dataset: str | None) -> str | None:
 
 def match_reference(row: dict, references: Sequence[dict]) -> list[dict]:
     """The references that apply to an aggregated row: same official dataset (``cifar10``/``cifar100``
-    or their ``-lt`` names; never ``cifar10-jpeg``), imbalance factor and method, and the same long-tail
+    or their ``-lt`` names; never ``cifar10-jpeg``), imbalance factor, method and loss, and the same long-tail
     profile (default ``exp``) and labels (default ``fine``)."""
     dataset = _official(row.get("dataset"))
     factor = row.get("imbalance_factor")
@@ -433,6 +443,7 @@ def match_reference(row: dict, references: Sequence[dict]) -> list[dict]:
     out = []
     for ref in references:
         if (ref["dataset"] == dataset and ref["method"] == row["method"]
+                and ref.get("loss", "ce") == (row.get("loss") or "ce")
                 and math.isclose(float(ref["imbalance_factor"]), factor, rel_tol=1e-9)
                 and ref.get("profile", "exp") == (row.get("profile") or "exp")
                 and ref.get("labels", "fine") == (row.get("labels") or "fine")):
@@ -537,7 +548,8 @@ def format_markdown(rows: Sequence[dict], metrics: Sequence[str], references: Se
             model = f", {ref['model']}" if ref.get("model") else ""
             table_notes.append(
                 f"published: {ref['dataset']} IF {float(ref['imbalance_factor']):g} "
-                f"({ref.get('profile', 'exp')}), {ref['method']}{model}: {float(ref['value']):.2f} "
+                f"({ref.get('profile', 'exp')}), {ref['method']}, loss {ref.get('loss', 'ce')}{model}: "
+                f"{float(ref['value']):.2f} "
                 f"({ref['metric']}; {_source_text(ref)}).")
         if other_backbone:
             table_notes.append("†: published with another backbone than this row's.")
@@ -631,7 +643,7 @@ def write_csv(rows: Sequence[dict], metrics: Sequence[str], path: str | os.PathL
     ``<metric>.mean`` and ``<metric>.std`` (accuracies in percent, full precision; the std blank below
     2 runs), and ``published`` / ``published_source`` (percent, as in the paper)."""
     path = Path(path)
-    context = ["dataset", "imbalance_factor", "profile", "labels", "method", "model"]
+    context = ["dataset", "imbalance_factor", "profile", "labels", "method", "loss", "model"]
     header = ["sweep", "stage", "variant", *context, "n", "seeds"]
     for m in metrics:
         header += [f"{m}.mean", f"{m}.std"]

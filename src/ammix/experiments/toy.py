@@ -92,7 +92,9 @@ def run_toy(spec: dict, out_dir: str | Path, overrides: list[str] | None = None,
                          "balanced_acc": last.get("balanced_acc"), **metrics,
                          "seconds": round(time.time() - start, 1)})
         if rf.features.shape[1] == 2:
-            feature_map_figure(panels, class_names, out_dir / setting)
+            changes = " ".join(override_args(spec["settings"][setting] or {}))
+            title = f"{rf.test_set.name}, {setting}" + (f" ({changes})" if changes else "")
+            feature_map_figure(panels, class_names, out_dir / setting, title=title)
     (out_dir / "toy.md").write_text(format_table(rows))
     (out_dir / "toy.json").write_text(json.dumps(rows, indent=2) + "\n")
     return rows

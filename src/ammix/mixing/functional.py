@@ -25,10 +25,15 @@ def soft_cross_entropy(
     mixing: mixing is linear in the targets, so smoothing the mixed target equals mixing smoothed
     labels, and no method has to smooth on its own. The loss is computed in float32.
     """
-    targets = targets.float()
-    if label_smoothing > 0:
-        targets = targets * (1.0 - label_smoothing) + label_smoothing / targets.shape[1]
+    targets = smooth_targets(targets.float(), label_smoothing)
     return -(targets * F.log_softmax(logits.float(), dim=1)).sum(dim=1).mean()
+
+
+def smooth_targets(targets: torch.Tensor, label_smoothing: float) -> torch.Tensor:
+    """``(1 - eps) * targets + eps / C``: label smoothing of (possibly mixed) probability targets."""
+    if label_smoothing > 0:
+        return targets * (1.0 - label_smoothing) + label_smoothing / targets.shape[1]
+    return targets
 
 
 def sample_beta(alpha: float, generator: torch.Generator | None = None) -> float:
