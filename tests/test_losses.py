@@ -136,7 +136,9 @@ def test_every_loss_trains_with_every_mixer(method, loss_name):
     torch.manual_seed(0)
     model = build_model("small_cnn", 3, in_channels=1, width=2, hidden_dim=4)
     counts = torch.tensor([6, 3, 1])
-    mixer = build_mixer(method, 3, class_counts=counts, generator=torch.Generator().manual_seed(0))
+    schedule = {"total": 4} if method == "am_mixup" else {}
+    mixer = build_mixer(method, 3, class_counts=counts, generator=torch.Generator().manual_seed(0),
+                        **schedule)
     loss_fn = build_loss(loss_name, counts, drw_epoch=0)
     optimizer = torch.optim.SGD(model.parameters(), lr=0.01)
     loss, out = train_step(model, mixer, optimizer, torch.randn(6, 1, 8, 8), LABELS, 1.0, 3, loss_fn=loss_fn)
@@ -148,7 +150,7 @@ def test_the_clean_loss_of_am_mixup_uses_the_same_loss():
     model = build_model("small_cnn", 3, in_channels=1, width=2, hidden_dim=4).eval()
     x, counts = torch.randn(6, 1, 8, 8), [6, 3, 1]
     loss_fn = LDAMLoss(counts, scale=2.0)
-    mixer = build_mixer("am_mixup", 3, generator=torch.Generator().manual_seed(0), clean_weight=0.5)
+    mixer = build_mixer("am_mixup", 3, generator=torch.Generator().manual_seed(0), clean_weight=0.5, total=4)
     out = mixed_forward(model, x, LABELS, mixer, 1.0)
     clean_loss = loss_fn(out.clean_logits, F.one_hot(LABELS, 3), 1.0)
     expected = loss_fn(out.logits, out.targets, 1.0) + 0.5 * clean_loss

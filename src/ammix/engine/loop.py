@@ -502,7 +502,7 @@ def _make_step(t: Trainer):
         compiled=cfg.train.compile,
         fp16=t.scaler.is_enabled(),
         mixer=t.mixer,
-        epoch_dependent_loss=t.loss_fn.drw_epoch is not None,
+        epoch_dependent_loss=getattr(t.loss_fn, "drw_epoch", None) is not None,
     )
     amp_ctx = graph_autocast(t.device, t.amp_dtype) if captured else t.amp_ctx
 
