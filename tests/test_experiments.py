@@ -9,7 +9,7 @@ from common import tiny
 
 from ammix.cli import main
 from ammix.engine import load_config, train
-from ammix.experiments import toy
+from ammix.experiments import demo, toy
 from ammix.experiments.analyze import analyze_run
 from ammix.experiments.sweep import SweepError, load_sweep, override_args, plan_runs, resolved_config
 from ammix.experiments.toy import run_toy
@@ -171,11 +171,39 @@ def test_toy_protocol_writes_figures_and_table(tmp_path, monkeypatch):
     assert "| balanced | am_mixup |" in (tmp_path / "toy.md").read_text()
 
 
+def test_demo_verdicts_name_the_best_method_per_setting():
+    rows = [{"setting": "lt", "method": "ce", "balanced_acc": 90.0, "margin_ratio": 0.2},
+            {"setting": "lt", "method": "am_mixup", "balanced_acc": 88.0, "margin_ratio": 0.5}]
+    assert demo.verdicts(rows) == [
+        "lt: best balanced accuracy ce (90.0%); most even margins am_mixup (margin_ratio 0.50)"]
+
+
+def test_toy_seeds_run_apart_and_the_table_averages_them(tmp_path):
+    spec = {
+        "config": {**yaml.safe_load(SMOKE.read_text()), "model": {"name": "small_cnn", "feature_dim": 2}},
+        "variants": {"ce": {"mixing.method": "ce"}},
+        "settings": {"balanced": {}},
+        "seeds": [0, 1],
+    }
+    rows = run_toy(spec, tmp_path, TINY)
+    assert [(r["seed"], r["tail_range"]) for r in rows] == [(0, None), (1, None)]  # 1 epoch: no plateau
+    assert (tmp_path / "balanced" / "ce" / "seed1" / "summary.json").is_file()
+    accs = [r["acc"] for r in rows]
+    table = toy.format_table(rows)
+    mean, std = sum(accs) / 2, abs(accs[0] - accs[1]) / 2**0.5
+    assert f"| balanced | ce | 2 | {mean:.1f} ± {std:.1f} |" in table
+    assert "midpoint_third_class: share of inter-class test pairs" in table  # a legend line per column
+    assert table.count("\n") == 4 + len(toy.TABLE_METRICS) + 1
+
+
 @pytest.mark.slow
 def test_demo_quick_runs_offline(tmp_path, capsys):
     assert main(["demo", "--quick", "--out", str(tmp_path)]) == 0
     out = capsys.readouterr().out
-    assert "| long-tailed | am_mixup |" in out
+    assert "| long-tailed | am_mixup | 1 |" in out
+    assert "digits-4" in (tmp_path / "balanced" / "ce" / "config.yaml").read_text() or \
+        "num_classes: 4" in (tmp_path / "balanced" / "ce" / "config.yaml").read_text()
+    assert out.count("\nbalanced: best balanced accuracy ") == 1 and "\nlong-tailed: best balanced" in out
     assert (tmp_path / "long-tailed.png").is_file() and (tmp_path / "balanced.pdf").is_file()
 
 

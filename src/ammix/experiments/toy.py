@@ -11,34 +11,40 @@ and the settings to run them in::
       long-tailed: {data.imbalance_factor: 10}
       coarse-to-fine: {data.labels: coarse}   # trained on coarse labels, shown by fine class
     quick: {train.epochs: 3}        # overrides of --quick
+    seeds: [0, 1, 2]                # optional: each pair once per seed (default: the config's seed)
 
-Each (setting, variant) trains in-process into ``OUT/<setting>/<variant>`` (finished runs are reused,
-interrupted ones resumed). Each setting gives one figure, ``OUT/<setting>.png`` and ``.pdf``: the test
-features coloured by class over the classifier's maximum softmax probability, with alignment,
-uniformity and neighbour uniformity in each panel's caption. ``OUT/toy.md`` holds the table.
+Each (setting, variant) trains in-process into ``OUT/<setting>/<variant>`` (``.../seed<S>`` with
+``seeds``; finished runs are reused, interrupted ones resumed). Each setting gives one figure,
+``OUT/<setting>.png`` and ``.pdf`` (the first seed): the test features coloured by class over the
+classifier's maximum softmax probability, with alignment, uniformity and neighbour uniformity in each
+panel's caption. ``OUT/toy.md`` holds the table (mean ± std over the seeds), with a legend of its
+columns; ``OUT/toy.json`` each run's own row.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import math
+import statistics
 import sys
 import time
 from pathlib import Path
 
 import yaml
 
-from ammix.analysis import collapse_report, feature_map_figure
+from ammix.analysis import collapse_report, feature_map_figure, metric_definition
 from ammix.engine import apply_overrides, train
 from ammix.engine.config import as_config
 from ammix.engine.rundir import holds_run
 
 from .analyze import run_features
+from .curves import learning_curve, tail_range
 from .sweep import override_args
 
-TOY_KEYS = {"name", "config", "variants", "settings", "quick"}
+TOY_KEYS = {"name", "config", "variants", "settings", "quick", "seeds"}
 TABLE_METRICS = ("acc", "balanced_acc", "alignment", "uniformity", "neighbour_uniformity", "feature_norm",
-                 "margin_ratio", "midpoint_third_class")
+                 "margin_ratio", "midpoint_third_class", "tail_range")
 
 
 class ToyError(ValueError):
@@ -67,17 +73,22 @@ def _train_or_reuse(config: dict, run_dir: Path) -> dict:
 
 
 def run_toy(spec: dict, out_dir: str | Path, overrides: list[str] | None = None, quick: bool = False,
-            settings: list[str] | None = None, variants: list[str] | None = None) -> list[dict]:
-    """Train every (setting, variant) of `spec`, draw one figure per setting; returns the table rows."""
+            settings: list[str] | None = None, variants: list[str] | None = None,
+            seeds: list[int] | None = None) -> list[dict]:
+    """Train every (setting, variant, seed) of `spec`, draw one figure per setting (its first seed);
+    returns one row per run. `seeds` (default: the file's ``seeds``, else the config's own seed)."""
     out_dir = Path(out_dir)
+    seeds = list(seeds or spec.get("seeds") or [None])
     # Validate every config before training anything: a typo should not surface after an hour.
     configs = toy_configs(spec, overrides, quick, settings, variants)
     rows = []
     for setting, variant_configs in configs.items():
         panels, class_names = [], None
-        for variant, config in variant_configs.items():
-            run_dir = out_dir / setting / variant
-            print(f"[toy] {setting} / {variant} -> {run_dir}", flush=True)
+        for variant, seed in ((v, s) for v in variant_configs for s in seeds):
+            config = dict(variant_configs[variant], **({} if seed is None else {"seed": seed}))
+            run_dir = out_dir / setting / variant / ("" if seed is None else f"seed{seed}")
+            print(f"[toy] {setting} / {variant}" + ("" if seed is None else f" / seed {seed}")
+                  + f" -> {run_dir}", flush=True)
             start = time.time()
             summary = _train_or_reuse(config, run_dir)
             rf = run_features(run_dir)
@@ -85,12 +96,14 @@ def run_toy(spec: dict, out_dir: str | Path, overrides: list[str] | None = None,
             names = rf.test_set.fine_classes if rf.fine_labels is not None else rf.test_set.classes
             # Margins need the classes the head was trained on; a coarse run is shown by fine class.
             metrics = collapse_report(rf.features, shown, head=rf.head if rf.fine_labels is None else None)
-            panels.append((variant, rf.features, shown, rf.head, metrics))
+            if seed == seeds[0]:
+                panels.append((variant, rf.features, shown, rf.head, metrics))
             class_names = names
             last = summary.get("last", {})
-            rows.append({"setting": setting, "method": variant, "acc": last.get("acc"),
-                         "balanced_acc": last.get("balanced_acc"), **metrics,
-                         "seconds": round(time.time() - start, 1)})
+            rows.append({"setting": setting, "method": variant, "seed": config["seed"],
+                         "acc": last.get("acc"), "balanced_acc": last.get("balanced_acc"), **metrics,
+                         "tail_range": tail_range(*learning_curve(run_dir)),
+                         "wall_time_s": summary.get("wall_time_s"), "seconds": round(time.time() - start, 1)})
         if rf.features.shape[1] == 2:
             changes = " ".join(override_args(spec["settings"][setting] or {}))
             title = f"{rf.test_set.name}, {setting}" + (f" ({changes})" if changes else "")
@@ -116,16 +129,31 @@ def toy_configs(spec: dict, overrides: list[str] | None = None, quick: bool = Fa
 
 
 def format_table(rows: list[dict]) -> str:
-    """Markdown table of the toy rows: accuracies in %, collapse metrics with 3 decimals."""
-    header = ["setting", "method", *TABLE_METRICS]
-    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    """Markdown table of the toy rows, one line per (setting, method): mean ± sample std over its
+    seeds (n), accuracies in % with 1 decimal, the rest with 3; then one line defining each column."""
+    groups: dict[tuple[str, str], list[dict]] = {}
     for row in rows:
-        cells = [row["setting"], row["method"]]
+        groups.setdefault((row["setting"], row["method"]), []).append(row)
+    header = ["setting", "method", "n", *TABLE_METRICS]
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    for (setting, method), runs in groups.items():
+        cells = [setting, method, str(len(runs))]
         for key in TABLE_METRICS:
-            value = row.get(key)
-            cells.append("—" if value is None else f"{value:.1f}" if "acc" in key else f"{value:.3f}")
+            values = [r[key] for r in runs if r.get(key) is not None and not math.isnan(r[key])]
+            digits = 1 if "acc" in key else 3
+            if not values:
+                cells.append("—")
+            elif len(values) == 1:
+                cells.append(f"{values[0]:.{digits}f}")
+            else:
+                cells.append(f"{statistics.mean(values):.{digits}f} ± {statistics.stdev(values):.{digits}f}")
         lines.append("| " + " | ".join(cells) + " |")
+    lines += ["", "n: runs (seeds) averaged, mean ± sample std."]
+    lines += [f"{key}: {metric_definition(key) or TOY_DEFINITIONS[key]}" for key in TABLE_METRICS]
     return "\n".join(lines) + "\n"
+
+
+TOY_DEFINITIONS = {"tail_range": metric_definition("curve.tail_range")}
 
 
 def _choose(options: dict, names: list[str] | None, what: str) -> dict:
@@ -144,13 +172,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--settings", nargs="+", help="only these settings")
     parser.add_argument("--methods", nargs="+", help="only these variants")
     parser.add_argument("--quick", action="store_true", help="apply the file's quick overrides")
+    parser.add_argument("--seeds", nargs="+", type=int, help="seeds (replaces the file's seeds)")
 
 
 def run(args: argparse.Namespace) -> int:
     try:
         spec = load_toy(args.spec)
         out = args.out or Path("runs") / spec.get("name", args.spec.stem)
-        rows = run_toy(spec, out, args.overrides, args.quick, args.settings, args.methods)
+        rows = run_toy(spec, out, args.overrides, args.quick, args.settings, args.methods, args.seeds)
     except ToyError as err:
         print(f"ammix toy: {err}", file=sys.stderr)
         return 2
