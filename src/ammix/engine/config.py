@@ -155,7 +155,9 @@ class TrainConfig:
     )
     device: str = _opt("auto", "auto (CUDA, then MPS, then CPU), cpu, cuda, cuda:N or mps")
     amp: str = _opt(
-        "auto", "autocast: auto (bf16 on CUDA, off elsewhere)", choices=("auto", "bf16", "fp16", "off")
+        "auto",
+        "autocast: auto (bf16 on CUDA and on CPUs with native bf16, else off)",
+        choices=("auto", "bf16", "fp16", "off"),
     )
     channels_last: str = _opt(
         "auto", "channels_last memory format (auto: on CPU and CUDA)", choices=("auto", "on", "off")

