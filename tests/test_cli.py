@@ -10,7 +10,7 @@ from common import SMOKE, tiny
 
 from ammix.cli import COMMANDS, main
 from ammix.engine import Config, ConfigError, load_config
-from ammix.engine.config import parse_value
+from ammix.engine.config import apply_overrides, parse_value
 
 SMOKE = str(SMOKE)
 TINY = tiny(2)
@@ -150,6 +150,18 @@ def test_overrides_parse_as_yaml():
 def test_mixing_options_rule(overrides, options):
     cfg = load_config(SMOKE, overrides)
     assert cfg.mixing.options == options
+
+
+def test_model_and_loss_follow_the_same_options_rule():
+    # smoke.yaml's small_cnn options (width, hidden_dim, feature_dim) mean nothing to another backbone
+    base = {"model": {"name": "small_cnn", "init_from": "runs/x", "width": 16}}
+    resnet = {"model": {"name": "resnet32", "init_from": "runs/x"}}  # the section's own key stays
+    assert apply_overrides(base, ["model.name=resnet32"]) == resnet
+    assert load_config(SMOKE, ["model.name=resnet32"]).model.options == {}
+    assert load_config(SMOKE, ["model.name=small_cnn"]).model.options["width"] == 16  # its own: kept
+    ldam = {"loss": {"name": "ldam", "max_margin": 0.3, "drw_epoch": 160}}
+    assert apply_overrides(ldam, ["loss.name=balanced_softmax", "loss.tau=2"]) == {
+        "loss": {"name": "balanced_softmax", "tau": 2}}
 
 
 def test_config_round_trip(tmp_path):

@@ -11,8 +11,9 @@ Four sections take, next to their own keys, the options of the component they bu
   constructor of the mixer class ``ammix.mixing.build_mixer`` builds. Overriding ``mixing.method``
   with another method than the file's drops the file's mixing options (they belong to its method)
   and keeps only the mixing options given alongside; naming the file's own method keeps its options,
-  merged with the overrides' (``drop_options_of_replaced_method``). To replace the section whatever
-  the method, override it whole: ``mixing={method: am_mixup, lam_at_total: 0.55}``;
+  merged with the overrides'. The same rule holds for ``model.name`` and ``loss.name``
+  (``drop_options_of_replaced_component``). To replace a section whatever the component, override it
+  whole: ``mixing={method: am_mixup, lam_at_total: 0.55}``;
 - ``loss:`` ``name`` (``ce``, ``ldam``, ``balanced_softmax``) and the loss's options
   (``loss.drw_epoch=160``, ``loss.beta``, ``loss.max_margin``, ``loss.scale``, ``loss.tau``), checked
   against the loss class ``ammix.losses.build_loss`` builds;
@@ -429,31 +430,44 @@ def set_dotted(data: dict, key: str, value: Any) -> None:
 
 def apply_overrides(data: dict, overrides: list[str] | None) -> dict:
     """Apply ``key=value`` strings (values parsed as YAML) to a nested dict, in order, after
-    ``drop_options_of_replaced_method`` (the mixing-options rule of the module docstring)."""
+    ``drop_options_of_replaced_component`` (the mixing-options rule of the module docstring)."""
     pairs = []
     for item in overrides or []:
         if "=" not in item:
             raise ConfigError(f"{item!r}: an override must be key=value, for example optim.lr=0.05")
         key, text = item.split("=", 1)
         pairs.append((key.strip(), parse_value(text)))
-    drop_options_of_replaced_method(data, dict(pairs))
+    drop_options_of_replaced_component(data, dict(pairs))
     for key, value in pairs:
         set_dotted(data, key, value)
     return data
 
 
-def drop_options_of_replaced_method(data: dict, overrides: dict) -> None:
-    """The mixing-options rule: an override of ``mixing.method`` naming another method than the base's
-    drops the base's mixing options (they belong to its method: ``gamma`` means nothing to ``ce``).
+def drop_options_of_replaced_component(data: dict, overrides: dict) -> None:
+    """The component-options rule: an override naming another component than the base's
+    (``mixing.method``, ``model.name``, ``loss.name``) drops the base's options of that section (they
+    belong to its component: ``gamma`` means nothing to ``ce``, ``width`` nothing to a timm model).
 
-    Only the options given next to the new method then apply. An override naming the base's own method
-    keeps the base's options, merged with the overrides'. ``ammix train`` overrides, sweep variants
-    and toy variants all go through here (``apply_overrides``).
+    Only the options given next to the new component then apply; the section's own keys (such as
+    ``model.init_from``) stay. An override naming the base's own component keeps the base's options,
+    merged with the overrides'. ``ammix train`` overrides, sweep variants and toy variants all go
+    through here (``apply_overrides``).
     """
-    base = data.get("mixing") or {}
-    method = overrides.get("mixing.method")
-    if method is not None and isinstance(base, dict) and method != base.get("method", MixingConfig.method):
-        data["mixing"] = {}
+    for section, (key, schema) in _COMPONENT_KEYS.items():
+        base = data.get(section)
+        chosen = overrides.get(f"{section}.{key}")
+        if chosen is None or not isinstance(base, dict) or chosen == base.get(key, getattr(schema, key)):
+            continue
+        own = {f.name for f in dataclasses.fields(schema)} - {"options"}
+        data[section] = {k: v for k, v in base.items() if k in own}
+
+
+# Sections whose component is chosen by one key, with their schema.
+_COMPONENT_KEYS = {
+    "mixing": ("method", MixingConfig),
+    "model": ("name", ModelConfig),
+    "loss": ("name", LossConfig),
+}
 
 
 def read_yaml(path: str | Path) -> dict:
