@@ -187,7 +187,7 @@ def test_toy_seeds_run_apart_and_the_table_averages_them(tmp_path):
     }
     rows = run_toy(spec, tmp_path, TINY)
     assert [(r["seed"], r["tail_range"]) for r in rows] == [(0, None), (1, None)]  # 1 epoch: no plateau
-    assert (tmp_path / "balanced" / "ce" / "seed1" / "summary.json").is_file()
+    assert (tmp_path / "balanced" / "ce" / "seed1" / "analysis.json").is_file()
     accs = [r["acc"] for r in rows]
     table = toy.format_table(rows)
     mean, std = sum(accs) / 2, abs(accs[0] - accs[1]) / 2**0.5

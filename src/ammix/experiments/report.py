@@ -565,7 +565,8 @@ def format_markdown(rows: Sequence[dict], metrics: Sequence[str], references: Se
         if table_notes:
             lines.append("")
         for fig in (figures or {}).get((sweep, stage), []):
-            lines += [f"![per-class accuracy]({fig})", ""]
+            alt = "learning curves" if Path(fig).name.startswith("curves_") else "per-class accuracy"
+            lines += [f"![{alt}]({fig})", ""]
     if paired:
         lines.append(format_paired_markdown(paired, metrics))
     legend = [f"- `{m}`: {_definition(m)}." for m in _scalar_columns(metrics, rows)]

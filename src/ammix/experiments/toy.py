@@ -18,7 +18,8 @@ Each (setting, variant) trains in-process into ``OUT/<setting>/<variant>`` (``..
 ``OUT/<setting>.png`` and ``.pdf`` (the first seed): the test features coloured by class over the
 classifier's maximum softmax probability, with alignment, uniformity and neighbour uniformity in each
 panel's caption. ``OUT/toy.md`` holds the table (mean ± std over the seeds), with a legend of its
-columns; ``OUT/toy.json`` each run's own row.
+columns; ``OUT/toy.json`` each run's own row. Each run also gets its ``analysis.json``, so that
+``ammix report OUT --baseline ce`` gives the seed-paired differences.
 """
 
 from __future__ import annotations
@@ -38,7 +39,7 @@ from ammix.engine import apply_overrides, train
 from ammix.engine.config import as_config
 from ammix.engine.rundir import holds_run
 
-from .analyze import run_features
+from .analyze import analyze_run, run_features
 from .curves import learning_curve, tail_range
 from .sweep import override_args
 
@@ -91,6 +92,8 @@ def run_toy(spec: dict, out_dir: str | Path, overrides: list[str] | None = None,
                   + f" -> {run_dir}", flush=True)
             start = time.time()
             summary = _train_or_reuse(config, run_dir)
+            if not (run_dir / "analysis.json").is_file():  # so that `ammix report OUT` tabulates the toy
+                analyze_run(run_dir)
             rf = run_features(run_dir)
             shown = rf.fine_labels if rf.fine_labels is not None else rf.labels
             names = rf.test_set.fine_classes if rf.fine_labels is not None else rf.test_set.classes
