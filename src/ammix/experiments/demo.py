@@ -31,15 +31,18 @@ def demo_spec(dataset: str | None = None, root: str | None = None) -> dict:
 
 
 def verdicts(rows: list[dict]) -> list[str]:
-    """Per setting, one line naming the method with the best balanced accuracy and the one with the
-    most even class margins (highest margin_ratio), so the table's answer is said, not left to read."""
+    """Per setting, one line naming the methods with the best balanced accuracy and with the most even
+    class margins (highest margin_ratio), ties included, so the table's answer is said, not left to
+    read."""
     lines = []
     for setting in dict.fromkeys(r["setting"] for r in rows):
         runs = [r for r in rows if r["setting"] == setting]
-        best = max(runs, key=lambda r: r["balanced_acc"])
-        even = max(runs, key=lambda r: r["margin_ratio"])
-        lines.append(f"{setting}: best balanced accuracy {best['method']} ({best['balanced_acc']:.1f}%); "
-                     f"most even margins {even['method']} (margin_ratio {even['margin_ratio']:.2f})")
+        acc = max(round(r["balanced_acc"], 1) for r in runs)
+        even = max(round(r["margin_ratio"], 2) for r in runs)
+        best = ", ".join(r["method"] for r in runs if round(r["balanced_acc"], 1) == acc)
+        most_even = ", ".join(r["method"] for r in runs if round(r["margin_ratio"], 2) == even)
+        lines.append(f"{setting}: best balanced accuracy {best} ({acc:.1f}%); "
+                     f"most even margins {most_even} (margin_ratio {even:.2f})")
     return lines
 
 
