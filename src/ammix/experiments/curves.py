@@ -8,6 +8,7 @@ range to every run as ``curve.tail_range`` and draws the curves of each sweep.
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -16,6 +17,11 @@ from ..engine.rundir import read_metrics
 CURVE_METRIC = "balanced_acc"
 TAIL_FRACTION = 0.2
 PLATEAU_POINTS = 1.0
+
+
+def slug(text: str) -> str:
+    """`text` as a file-name part (runs of other characters become ``_``)."""
+    return re.sub(r"[^A-Za-z0-9._-]+", "_", text).strip("_") or "runs"
 
 
 def learning_curve(run_dir: str | os.PathLike, metric: str = CURVE_METRIC) -> tuple[list[int], list[float]]:
@@ -73,8 +79,7 @@ def plot_learning_curves(records: Sequence[dict], out_dir: str | os.PathLike) ->
         axes.flat[0].legend(fontsize="x-small")
         fig.suptitle(f"{sweep}" + (f" / {stage}" if stage else "")
                      + f": learning curves (shaded: the last {TAIL_FRACTION:.0%} of epochs)")
-        stem = "curves_" + "".join(c if c.isalnum() or c in "._-" else "_" for c in sweep)
-        path = Path(out_dir) / (stem + (f"_{stage}" if stage else "") + ".png")
+        path = Path(out_dir) / ("curves_" + slug(sweep) + (f"_{slug(stage)}" if stage else "") + ".png")
         path.parent.mkdir(parents=True, exist_ok=True)
         fig.savefig(path, dpi=120)
         written[(sweep, stage)] = path

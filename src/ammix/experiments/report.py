@@ -66,7 +66,7 @@ import yaml
 from ammix.analysis.definitions import metric_definition
 from ammix.losses import loss_label
 
-from .curves import learning_curve, plot_learning_curves, tail_range
+from .curves import learning_curve, plot_learning_curves, slug, tail_range
 
 __all__ = [
     "ACCURACY_SCALE",
@@ -726,10 +726,6 @@ def _write_per_class_csv(rows: Sequence[dict], path: Path) -> Path | None:
 # ------------------------------------------------------------------------------------------- figures
 
 
-def _slug(text: str) -> str:
-    return re.sub(r"[^A-Za-z0-9._-]+", "_", text).strip("_") or "runs"
-
-
 def write_figures(rows: Sequence[dict], out_dir: str | os.PathLike) -> dict[tuple[str, str], list[Path]]:
     """Per (sweep, stage) with per-class lists: a grouped bar chart of the mean per-class accuracy of
     each variant, std error bars (from 2 runs on), as ``per_class_<sweep>[_<stage>].png`` and ``.pdf``
@@ -768,7 +764,7 @@ def write_figures(rows: Sequence[dict], out_dir: str | os.PathLike) -> dict[tupl
         ax.set_title(f"{sweep}" + (f" / {stage}" if stage else "") + ": per-class mean over seeds ± std")
         ax.legend(fontsize="small", ncols=min(len(drawn), 4))
         ax.grid(axis="y", alpha=0.3)
-        stem = "per_class_" + _slug(sweep) + (f"_{_slug(stage)}" if stage else "")
+        stem = "per_class_" + slug(sweep) + (f"_{slug(stage)}" if stage else "")
         out_dir.mkdir(parents=True, exist_ok=True)
         paths = [out_dir / f"{stem}.png", out_dir / f"{stem}.pdf"]
         fig.savefig(paths[0], dpi=150)

@@ -152,11 +152,8 @@ def format_table(rows: list[dict]) -> str:
                 cells.append(f"{statistics.mean(values):.{digits}f} ± {statistics.stdev(values):.{digits}f}")
         lines.append("| " + " | ".join(cells) + " |")
     lines += ["", "n: runs (seeds) averaged, mean ± sample std."]
-    lines += [f"{key}: {metric_definition(key) or TOY_DEFINITIONS[key]}" for key in TABLE_METRICS]
+    lines += [f"{key}: {metric_definition(key)}" for key in TABLE_METRICS]
     return "\n".join(lines) + "\n"
-
-
-TOY_DEFINITIONS = {"tail_range": metric_definition("curve.tail_range")}
 
 
 def _choose(options: dict, names: list[str] | None, what: str) -> dict:
