@@ -555,6 +555,33 @@ def test_long_tailed_on_a_nearly_balanced_source_starts_from_the_smallest_class(
     assert D.long_tailed(ds, 4).class_counts() == [8, 4, 2]
 
 
+def test_per_class_subset_then_long_tail():
+    ds = _balanced(20, 3)
+    sub = D.per_class_subset(ds, 12, seed=1)
+    assert sub.class_counts() == [12, 12, 12] and sub.name == "toy-sub12"
+    assert torch.equal(sub.images, D.per_class_subset(ds, 12, seed=1).images)
+    assert not torch.equal(sub.images, D.per_class_subset(ds, 12, seed=2).images)
+    kept = sub.images.flatten(1)[:, 0].long()  # each image holds its index (mod 256) in ds
+    assert torch.equal(kept, kept.sort().values) and kept.unique().numel() == 36  # in order, no repeat
+    assert D.long_tailed(sub, 4).class_counts() == [12, 6, 3]  # the long tail starts from the subset
+    with pytest.raises(ValueError, match="has 20 samples of class 0, fewer than per_class = 21"):
+        D.per_class_subset(ds, 21)
+
+
+def test_train_per_class_in_a_config(tmp_path):
+    from ammix.engine import ConfigError, load_config
+    from ammix.engine.loop import load_data
+
+    smoke = Path(__file__).resolve().parents[1] / "configs" / "smoke.yaml"
+    cfg = load_config(smoke, ["data.train_per_class=10", "data.imbalance_factor=10"])
+    train_set, test_set = load_data(cfg)
+    assert train_set.class_counts() == D.long_tail_counts(10, 4, 10) and len(test_set) == 4 * 32
+    write_fake_cifar100(tmp_path, n=1000)
+    lt = load_config(smoke, [f"data={{dataset: cifar100-lt, root: {tmp_path}, train_per_class: 5}}"])
+    with pytest.raises(ConfigError, match="use 'cifar100' with data.imbalance_factor"):
+        load_data(lt)
+
+
 def test_shot_groups():
     groups = D.shot_groups([5000, 101, 100, 20, 19, 0])
     assert groups == {"many": [0, 1], "medium": [2, 3], "few": [4, 5]}

@@ -11,7 +11,7 @@ from torch import Tensor
 
 from .dataset import ImageDataset
 
-__all__ = ["PROFILES", "long_tail_counts", "long_tailed", "shot_groups"]
+__all__ = ["PROFILES", "long_tail_counts", "long_tailed", "per_class_subset", "shot_groups"]
 
 PROFILES = ("exp", "step")
 
@@ -73,15 +73,35 @@ def long_tailed(dataset: ImageDataset, imbalance_factor: float, profile: str = "
         empty = counts.index(0) if counts else None
         raise ValueError(f"dataset {dataset.name!r} has no samples of class {empty} to subsample")
     targets = long_tail_counts(min(counts), len(counts), imbalance_factor, profile)
+    suffix = f"-lt{imbalance_factor:g}" + ("" if profile == "exp" else f"-{profile}")
+    return _take_per_class(dataset, targets, seed, suffix)
+
+
+def per_class_subset(dataset: ImageDataset, per_class: int, seed: int = 0) -> ImageDataset:
+    """A class-stratified subset of ``dataset``: ``per_class`` samples of every class, a random choice
+    drawn from ``seed`` alone, kept in their original order; the name gets the suffix ``-sub<N>``.
+    Raises ``ValueError`` when a class has fewer than ``per_class`` samples."""
+    counts = dataset.class_counts()
+    if int(per_class) != per_class or per_class < 1:
+        raise ValueError(f"per_class must be a positive integer, got {per_class!r}")
+    if min(counts) < per_class:
+        small = counts.index(min(counts))
+        raise ValueError(
+            f"dataset {dataset.name!r} has {min(counts)} samples of class {small}, fewer than "
+            f"per_class = {per_class}"
+        )
+    return _take_per_class(dataset, [int(per_class)] * len(counts), seed, f"-sub{int(per_class)}")
+
+
+def _take_per_class(dataset: ImageDataset, targets: Sequence[int], seed: int, suffix: str) -> ImageDataset:
+    """``targets[c]`` samples of each class ``c``, chosen by a ``torch.Generator`` seeded with ``seed``."""
     gen = torch.Generator().manual_seed(int(seed))
     keep = []
     for c, want in enumerate(targets):
         members = (dataset.labels == c).nonzero().flatten()
         keep.append(members[torch.randperm(len(members), generator=gen)[:want]])
     idx = torch.sort(torch.cat(keep)).values
-    out = dataset.subset(idx)
-    suffix = f"-lt{imbalance_factor:g}" + ("" if profile == "exp" else f"-{profile}")
-    return dataclasses.replace(out, name=dataset.name + suffix)
+    return dataclasses.replace(dataset.subset(idx), name=dataset.name + suffix)
 
 
 def shot_groups(train_counts: Sequence[int] | Tensor | np.ndarray) -> dict[str, list[int]]:

@@ -90,6 +90,12 @@ class DataConfig:
     imbalance_factor: float | None = _opt(None, "long-tailed train split when > 1 (n_max / n_min)", ge=1.0)
     profile: str | None = _opt(None, "long-tail profile (default exp)", choices=("exp", "step"))
     lt_seed: int | None = _opt(None, "seed of the long-tailed subsampling (default 0)", ge=0)
+    train_per_class: int | None = _opt(
+        None,
+        "class-stratified subset of the training split: this many images a class, drawn from "
+        "data.lt_seed, before any long tail",
+        ge=1,
+    )
     loader: str = _opt(
         "device", "device (fast, on-device) or reference loader", choices=("device", "reference")
     )
@@ -171,6 +177,12 @@ class TrainConfig:
     )
     deterministic: bool = _opt(False, "torch.use_deterministic_algorithms (and no cudnn benchmark)")
     freeze_backbone: bool = _opt(False, "linear probe: train the head only, backbone in eval mode")
+    probe: str = _opt(
+        "sgd",
+        "how a frozen-backbone run fits its head: sgd (train.epochs of the optimizer), or lbfgs (to "
+        "convergence on the un-augmented training features; train.epochs 1, mixing ce, loss ce)",
+        choices=("sgd", "lbfgs"),
+    )
     stop_after_epochs: int | None = _opt(None, "stop (resumably) once this many epochs are done", ge=1)
     log_every: int = _opt(50, "steps between progress updates and loss checks", ge=1)
     progress: str = _opt(
@@ -405,6 +417,24 @@ def _check_cross(cfg: Config) -> None:
         raise ConfigError(f"optim.betas = {_fmt(o.betas)}: allowed: two numbers in [0, 1)")
     if o.nesterov and o.name == "sgd" and o.momentum <= 0:
         raise ConfigError(f"optim.nesterov = true: needs optim.momentum > 0 (got {o.momentum:g})")
+    if t.probe == "lbfgs":
+        needs = {
+            "train.freeze_backbone": (t.freeze_backbone, True),
+            "train.epochs": (t.epochs, 1),
+            "mixing.method": (cfg.mixing.method, "ce"),
+            "loss.name": (cfg.loss.name, "ce"),
+        }
+        for key, (value, wanted) in needs.items():
+            if value != wanted:
+                raise ConfigError(
+                    f"train.probe = 'lbfgs': needs {key} = {_fmt(wanted)} (got {_fmt(value)}); "
+                    "the head is fitted once, to convergence, on the frozen backbone's features"
+                )
+        if o.weight_decay <= 0:
+            raise ConfigError(
+                "train.probe = 'lbfgs': needs optim.weight_decay > 0, the L2 penalty that keeps the "
+                "fit finite on separable features"
+            )
     dev = t.device
     if not re.fullmatch(r"auto|cpu|mps|cuda(:\d+)?", dev):
         raise ConfigError(f"train.device = {_fmt(dev)}: not allowed; allowed: auto, cpu, cuda, cuda:N, mps")

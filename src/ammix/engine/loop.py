@@ -40,6 +40,7 @@ from .config import Config, ConfigError, as_config, component_error, config_from
 from .distributed import DistInfo, all_reduce_sum, barrier, cleanup_distributed, dist_env, init_distributed
 from .evaluate import accuracy_metrics, class_counts_correct
 from .graphed_step import CapturedStep, check_cuda_graph, graph_autocast, use_cuda_graph
+from .probe import extract_features, fit_linear_head
 from .rundir import (
     CHECKPOINT,
     CONFIG,
@@ -225,6 +226,8 @@ def train(
         raise ConfigError(
             f"data.batch_size = {cfg.data.batch_size}: must be divisible by the {info.world_size} processes"
         )
+    if cfg.train.probe == "lbfgs" and info.enabled:
+        raise ConfigError("train.probe = 'lbfgs': single process only (the fit is one full batch)")
     if cfg.data.loader == "reference" and info.enabled:
         raise ConfigError("data.loader = 'reference': single process only; allowed with torchrun: device")
     device = resolve_device(cfg.train.device, info)
@@ -267,7 +270,10 @@ def _train(cfg, run_dir, resume, info, device, amp_dtype, command) -> dict:
     )
 
     for epoch in range(t.start_epoch, end_epoch):
-        record, speed, lr = _train_epoch(t, epoch, bar_on)
+        if cfg.train.probe == "lbfgs":
+            record, speed, lr = _fit_probe(t, epoch)
+        else:
+            record, speed, lr = _train_epoch(t, epoch, bar_on)
         if (epoch + 1) % cfg.train.eval_every == 0 or epoch + 1 == epochs:
             record.update(_evaluate(t, epoch))
         record.update(speed)
@@ -489,6 +495,48 @@ def _train_epoch(t: Trainer, epoch: int, bar_on: bool) -> tuple[dict, dict, floa
         record["lam"] = t.mixer.lam(epoch)  # at the start of the epoch
     speed = {"epoch_time": epoch_time, "images_per_s": totals[3] / max(epoch_time, 1e-9)}
     return record, speed, lr
+
+
+def _fit_probe(t: Trainer, epoch: int) -> tuple[dict, dict, float]:
+    """``train.probe: lbfgs``: the head fitted to convergence on the frozen features of the un-augmented
+    training set (``ammix.engine.probe``), in place of an epoch of SGD; returns what ``_train_epoch`` does."""
+    if type(t.model.head) is not nn.Linear or t.model.head.bias is None:
+        raise ConfigError(
+            "train.probe = 'lbfgs': needs a linear head with a bias "
+            f"(this model has {type(t.model.head).__name__})"
+        )
+    t0 = time.perf_counter()
+    batches = D.DeviceLoader(
+        t.train_set,
+        t.cfg.data.eval_batch_size,
+        t.device,
+        train=False,
+        augment=None,
+        shuffle=False,
+        drop_last=False,
+    )
+    features, labels = extract_features(t.model, batches, t.device, t.amp_ctx, t.channels_last)
+    fit = fit_linear_head(features, labels, t.num_classes, t.cfg.optim.weight_decay)
+    with torch.no_grad():
+        t.model.head.weight.copy_(fit.weight)
+        t.model.head.bias.copy_(fit.bias)
+    if not fit.converged:
+        _say(
+            t,
+            f"ammix: the L-BFGS probe stopped after {fit.iterations} iterations, "
+            f"largest gradient {fit.grad_max:.2e}",
+        )
+    epoch_time = time.perf_counter() - t0
+    record = {
+        "epoch": epoch + 1,
+        "train_loss": fit.loss,
+        "train_acc": fit.train_acc,
+        "lr": 0.0,
+        "probe_iterations": fit.iterations,
+        "probe_grad_max": fit.grad_max,
+    }
+    speed = {"epoch_time": epoch_time, "images_per_s": len(labels) / max(epoch_time, 1e-9)}
+    return record, speed, 0.0
 
 
 def _make_step(t: Trainer):

@@ -94,17 +94,25 @@ def seed_epoch(seed: int, rank: int, epoch: int, mixer_generator: torch.Generato
 
 
 def load_data(cfg: Config) -> tuple[D.ImageDataset, D.ImageDataset]:
-    """Train and test splits: long-tailed train split when ``imbalance_factor > 1`` (through the dataset's
-    own ``-lt`` variant where it has one), coarse labels if asked."""
+    """Train and test splits: a class-stratified subset of the train split if asked
+    (``train_per_class``), then long-tailed when ``imbalance_factor > 1`` (through the dataset's own
+    ``-lt`` variant where it has one), coarse labels if asked."""
     d = cfg.data
     opts = dict(d.options)
     lt = {"imbalance_factor": d.imbalance_factor, "profile": d.profile, "lt_seed": d.lt_seed}
     lt_variant = "imbalance_factor" in D.dataset_options(d.dataset)
     if lt_variant:
         opts.update({k: v for k, v in lt.items() if v is not None})
+    if d.train_per_class and lt_variant:
+        raise ConfigError(
+            f"data.train_per_class: not with dataset {d.dataset!r}, whose long tail comes first; use "
+            f"{d.dataset.removesuffix('-lt')!r} with data.imbalance_factor"
+        )
     try:
         train_set = D.load_dataset(d.dataset, d.root, train=True, download=d.download, **opts)
         test_set = D.load_dataset(d.dataset, d.root, train=False, download=d.download, **opts)
+        if d.train_per_class:
+            train_set = D.per_class_subset(train_set, d.train_per_class, seed=d.lt_seed or 0)
         if not lt_variant and (d.imbalance_factor or 1.0) > 1.0:
             train_set = D.long_tailed(train_set, d.imbalance_factor, d.profile or "exp", seed=d.lt_seed or 0)
     except (ValueError, TypeError) as exc:

@@ -1,0 +1,107 @@
+"""The linear probe fitted to convergence (``train.probe: lbfgs``): the frozen backbone's features of the
+un-augmented training set, once, and a multinomial logistic regression on them by full-batch L-BFGS.
+
+An SGD probe (``train.probe: sgd``, the default) trains the head for ``train.epochs`` epochs of
+augmented batches: each epoch pays a forward pass of the backbone, and whether the head has converged
+depends on the epochs and the learning rate. The L-BFGS probe pays one forward pass and stops when the
+objective's gradient vanishes, so probes of different backbones compare at their optimum.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+MAX_ITERATIONS = 1000
+GRAD_TOLERANCE = 1e-5  # on the largest gradient entry of the objective
+
+
+@dataclass
+class LinearFit:
+    """A fitted linear head and how its fit ended."""
+
+    weight: torch.Tensor  # (classes, features)
+    bias: torch.Tensor  # (classes,)
+    loss: float  # the objective at the end: mean cross-entropy + weight_decay / 2 * |W|^2
+    train_acc: float  # % of the training features classified right
+    iterations: int
+    grad_max: float  # largest gradient entry at the end
+    converged: bool  # grad_max <= GRAD_TOLERANCE
+
+
+@torch.no_grad()
+def extract_features(
+    model: nn.Module,
+    batches: Iterable[tuple[torch.Tensor, torch.Tensor]],
+    device: torch.device,
+    autocast: contextlib.AbstractContextManager | None = None,
+    channels_last: bool = False,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """``(features, labels)`` of every batch, in order: ``model.features`` in eval mode, float32 on CPU."""
+    was_training = model.training
+    model.eval()
+    features, labels = [], []
+    for x, y in batches:
+        x = x.to(device, non_blocking=True)
+        if channels_last and x.dim() == 4:
+            x = x.contiguous(memory_format=torch.channels_last)
+        with autocast or contextlib.nullcontext():
+            features.append(model.features(x).float().cpu())
+        labels.append(y.cpu())
+    model.train(was_training)
+    return torch.cat(features), torch.cat(labels)
+
+
+def fit_linear_head(
+    features: torch.Tensor,
+    labels: torch.Tensor,
+    num_classes: int,
+    weight_decay: float,
+    max_iterations: int = MAX_ITERATIONS,
+) -> LinearFit:
+    """Multinomial logistic regression, ``argmin_{W,b} mean CE(features @ W.T + b, labels) +
+    weight_decay / 2 * |W|^2`` (the bias not penalized), by full-batch L-BFGS with a strong-Wolfe line
+    search, from zero weights.
+
+    ``weight_decay`` > 0 keeps the optimum finite on separable features (it is ``1 / (C * n)`` of
+    scikit-learn's ``LogisticRegression``). Deterministic: same inputs, same fit.
+    """
+    x = features.double()
+    y = labels.long()
+    weight = torch.zeros(num_classes, x.shape[1], dtype=x.dtype, requires_grad=True)
+    bias = torch.zeros(num_classes, dtype=x.dtype, requires_grad=True)
+    optimizer = torch.optim.LBFGS(
+        [weight, bias],
+        lr=1.0,
+        max_iter=max_iterations,
+        tolerance_grad=GRAD_TOLERANCE,
+        tolerance_change=1e-12,
+        history_size=20,
+        line_search_fn="strong_wolfe",
+    )
+
+    def objective():
+        optimizer.zero_grad()
+        loss = F.cross_entropy(x @ weight.T + bias, y) + 0.5 * weight_decay * weight.pow(2).sum()
+        loss.backward()
+        return loss
+
+    optimizer.step(objective)
+    loss = objective()  # the objective and gradient at the final weights
+    grad_max = max(weight.grad.abs().max().item(), bias.grad.abs().max().item())
+    with torch.no_grad():
+        train_acc = 100.0 * ((x @ weight.T + bias).argmax(1) == y).double().mean().item()
+    return LinearFit(
+        weight=weight.detach().float(),
+        bias=bias.detach().float(),
+        loss=loss.item(),
+        train_acc=train_acc,
+        iterations=optimizer.state[weight]["n_iter"],  # L-BFGS keeps its state under the first parameter
+        grad_max=grad_max,
+        converged=grad_max <= GRAD_TOLERANCE,
+    )

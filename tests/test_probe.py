@@ -1,0 +1,117 @@
+"""The L-BFGS linear probe (``train.probe: lbfgs``): the fit against scikit-learn and the optimality
+condition, and end to end on a coarse-pre-trained backbone."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+import torch.nn.functional as F
+from common import SMOKE, tiny
+from sklearn.linear_model import LogisticRegression
+
+from ammix.data import DeviceLoader
+from ammix.engine import ConfigError, load_checkpoint, load_config, read_metrics, train
+from ammix.engine.loop import load_data, make_model
+from ammix.engine.probe import GRAD_TOLERANCE, extract_features, fit_linear_head
+
+
+def blobs(n_per_class=40, classes=4, dim=5, seed=0):
+    """Overlapping Gaussian blobs: a finite optimum even without a penalty."""
+    g = torch.Generator().manual_seed(seed)
+    centres = torch.randn(classes, dim, generator=g)
+    x = torch.cat([centres[c] + torch.randn(n_per_class, dim, generator=g) for c in range(classes)])
+    return x, torch.arange(classes).repeat_interleave(n_per_class)
+
+
+@pytest.mark.parametrize("classes", [2, 4])
+def test_fit_is_the_optimum_of_the_penalized_objective(classes):
+    x, y = blobs(classes=classes)
+    wd = 0.01
+    fit = fit_linear_head(x, y, classes, wd)
+    assert fit.converged and fit.grad_max <= GRAD_TOLERANCE
+    # The gradient of mean CE + wd/2 |W|^2, computed here independently, vanishes at the fit.
+    w = fit.weight.double().requires_grad_()
+    b = fit.bias.double().requires_grad_()
+    loss = F.cross_entropy(x.double() @ w.T + b, y) + 0.5 * wd * w.pow(2).sum()
+    loss.backward()
+    assert w.grad.abs().max() < 1e-4 and b.grad.abs().max() < 1e-4
+    assert fit.loss == pytest.approx(loss.item(), rel=1e-6)
+    predictions = (x @ fit.weight.T + fit.bias).argmax(1)
+    assert fit.train_acc == pytest.approx(100.0 * (predictions == y).float().mean())
+
+
+def test_fit_matches_scikit_learn():
+    x, y = blobs()
+    wd = 0.02
+    fit = fit_linear_head(x, y, 4, wd)
+    ref = LogisticRegression(C=1.0 / (wd * len(y)), tol=1e-10, max_iter=10_000).fit(x.numpy(), y.numpy())
+    # Both stop at a small gradient (this fit at 1e-5), not at the exact optimum: agreement to 1e-3.
+    # Softmax logits are defined up to a shift shared by the classes: compare centred biases.
+    assert torch.allclose(fit.weight, torch.tensor(ref.coef_, dtype=torch.float32), atol=1e-3)
+    b_ref = torch.tensor(ref.intercept_, dtype=torch.float32)
+    assert torch.allclose(fit.bias - fit.bias.mean(), b_ref - b_ref.mean(), atol=1e-3)
+
+
+def test_fit_is_deterministic_and_reports_an_unfinished_fit():
+    x, y = blobs()
+    a, b = fit_linear_head(x, y, 4, 0.01), fit_linear_head(x, y, 4, 0.01)
+    assert torch.equal(a.weight, b.weight) and torch.equal(a.bias, b.bias)
+    short = fit_linear_head(x, y, 4, 0.01, max_iterations=2)
+    assert short.iterations <= 2 and not short.converged and short.grad_max > GRAD_TOLERANCE
+
+
+def probe_config(pretrained, *overrides):
+    return load_config(
+        SMOKE,
+        [
+            *tiny(1),
+            f"model.init_from={pretrained}",
+            "train.freeze_backbone=true",
+            "train.probe=lbfgs",
+            "mixing={method: ce}",
+            "optim.weight_decay=0.001",
+            "train.amp=off",  # so that the features below, in float32 and contiguous, are the same
+            "train.channels_last=off",
+            *overrides,
+        ],
+    )
+
+
+def test_lbfgs_probe_end_to_end(tmp_path):
+    coarse, probe = tmp_path / "coarse", tmp_path / "probe"
+    train(load_config(SMOKE, [*tiny(2), "data.labels=coarse"]), coarse)
+    cfg = probe_config(coarse)
+    summary = train(cfg, probe)
+    assert summary["finished"] and summary["num_classes"] == 4
+
+    pre, post = load_checkpoint(coarse / "last.pt")["model"], load_checkpoint(probe / "last.pt")["model"]
+    for key, value in pre.items():
+        if key.startswith("stages."):  # the backbone (weights and BN statistics) untouched
+            assert torch.equal(value, post[key]), key
+    # The head is the exact fit on the un-augmented training features of that backbone.
+    train_set, _ = load_data(cfg)
+    model = make_model(cfg, train_set)
+    model.load_state_dict(post)
+    features, labels = extract_features(model, DeviceLoader(train_set, 64, train=False, augment=None), "cpu")
+    fit = fit_linear_head(features, labels, 4, 0.001)
+    assert torch.allclose(post["head.weight"], fit.weight, atol=1e-5)
+    assert torch.allclose(post["head.bias"], fit.bias, atol=1e-5)
+
+    (record,) = read_metrics(probe)
+    assert record["probe_iterations"] == fit.iterations and record["probe_grad_max"] <= GRAD_TOLERANCE
+    assert record["train_acc"] == pytest.approx(fit.train_acc)
+    assert summary["last"]["balanced_acc"] == record["balanced_acc"]
+
+
+@pytest.mark.parametrize(
+    ("override", "needs"),
+    [
+        ("train.freeze_backbone=false", "train.freeze_backbone = true"),
+        ("train.epochs=3", "train.epochs = 1"),
+        ("mixing={method: mixup}", "mixing.method = 'ce'"),
+        ("optim.weight_decay=0", "optim.weight_decay > 0"),
+    ],
+)
+def test_lbfgs_probe_config_errors(tmp_path, override, needs):
+    with pytest.raises(ConfigError, match="train.probe = 'lbfgs': needs " + needs.replace(".", r"\.")):
+        probe_config(tmp_path, override)
