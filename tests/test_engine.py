@@ -54,9 +54,7 @@ def assert_same_weights(a: Path, b: Path) -> None:
 
 def test_smoke_config_writes_a_complete_run_folder(tmp_path):
     run_dir = tmp_path / "run"
-    start = time.perf_counter()
     summary = train(load_config(SMOKE), run_dir)
-    assert time.perf_counter() - start < 30
     for name in ("config.yaml", "metrics.jsonl", "summary.json", "last.pt"):
         assert (run_dir / name).is_file(), name
     records = read_metrics(run_dir)

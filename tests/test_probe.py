@@ -115,3 +115,12 @@ def test_lbfgs_probe_end_to_end(tmp_path):
 def test_lbfgs_probe_config_errors(tmp_path, override, needs):
     with pytest.raises(ConfigError, match="train.probe = 'lbfgs': needs " + needs.replace(".", r"\.")):
         probe_config(tmp_path, override)
+
+
+def test_lbfgs_probe_has_no_learning_rate_schedule_to_check():
+    probe = [*tiny(1), "train.freeze_backbone=true", "mixing={method: ce}", "schedule.warmup_epochs=5"]
+    # A pre-training config's warm-up (5 epochs here) is no error for a 1-epoch L-BFGS probe...
+    assert load_config(SMOKE, [*probe, "train.probe=lbfgs"]).train.probe == "lbfgs"
+    # ...but stays one for an SGD probe of 1 epoch.
+    with pytest.raises(ConfigError, match="schedule.warmup_epochs = 5"):
+        load_config(SMOKE, probe)

@@ -396,7 +396,7 @@ def _check_cross(cfg: Config) -> None:
             f"train.stop_after_epochs = {t.stop_after_epochs}: out of range; "
             f"allowed: <= train.epochs ({t.epochs})"
         )
-    if s.warmup_epochs > t.epochs:
+    if s.warmup_epochs > t.epochs and t.probe != "lbfgs":  # an L-BFGS probe has no learning rate
         raise ConfigError(
             f"schedule.warmup_epochs = {s.warmup_epochs:g}: out of range; "
             f"allowed: <= train.epochs ({t.epochs})"

@@ -55,14 +55,15 @@ def run_features(run_dir: str | Path, batch_size: int = 512) -> RunFeatures:
     )
 
 
-def analyze_run(run_dir: str | Path) -> dict[str, float]:
+def analyze_run(run_dir: str | Path, features: RunFeatures | None = None) -> dict[str, float]:
     """Collapse metrics of the run's test features (`collapse_report`), written to analysis.json.
+    ``features``: the run's ``run_features``, when the caller has them already.
 
     For a run trained on coarse labels, the metrics are also computed against the fine labels
     (keys prefixed ``fine_``): intra-class collapse shows there, as fine classes that the coarse
     training squeezed together.
     """
-    rf = run_features(run_dir)
+    rf = features or run_features(run_dir)
     report = collapse_report(rf.features, rf.labels, head=rf.head, logits=rf.logits)
     if rf.fine_labels is not None:
         fine = collapse_report(rf.features, rf.fine_labels)

@@ -92,9 +92,9 @@ def run_toy(spec: dict, out_dir: str | Path, overrides: list[str] | None = None,
                   + f" -> {run_dir}", flush=True)
             start = time.time()
             summary = _train_or_reuse(config, run_dir)
-            if not (run_dir / "analysis.json").is_file():  # so that `ammix report OUT` tabulates the toy
-                analyze_run(run_dir)
             rf = run_features(run_dir)
+            if not (run_dir / "analysis.json").is_file():  # so that `ammix report OUT` tabulates the toy
+                analyze_run(run_dir, rf)
             shown = rf.fine_labels if rf.fine_labels is not None else rf.labels
             names = rf.test_set.fine_classes if rf.fine_labels is not None else rf.test_set.classes
             # Margins need the classes the head was trained on; a coarse run is shown by fine class.
