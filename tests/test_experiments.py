@@ -100,6 +100,14 @@ def test_sweep_refuses_a_finished_run_made_with_another_config(tmp_path, capsys)
     assert main([*dry, "--set", "data.imbalance_factor=50", "--name", "if50"]) == 0
     assert capsys.readouterr().out.splitlines()[1].startswith("[to run] ")
 
+    # A run made before keys were added to the schema (saved without them) is the same config.
+    saved = planned.run_dir / "config.yaml"
+    old = yaml.safe_load(saved.read_text())
+    del old["loss"], old["train"]["probe"], old["data"]["train_per_class"]
+    saved.write_text(yaml.safe_dump(old))
+    assert main(dry) == 0
+    assert capsys.readouterr().out.splitlines()[1].startswith("[finished] ")
+
 
 def test_analyze_command_on_a_finished_run(tmp_path, capsys):
     run_dir = tmp_path / "run"
@@ -195,6 +203,15 @@ def test_toy_seeds_run_apart_and_the_table_averages_them(tmp_path):
     assert f"| balanced | ce | 2 | {mean:.1f} ± {std:.1f} |" in table
     assert "midpoint_third_class: share of inter-class test pairs" in table  # a legend line per column
     assert table.count("\n") == 4 + len(toy.TABLE_METRICS) + 1
+
+    # Run again: the finished runs are reused; changed, they are refused before anything trains.
+    assert [r["acc"] for r in run_toy(spec, tmp_path, TINY)] == accs
+    with pytest.raises(toy.ToyError) as err:
+        run_toy(spec, tmp_path, [*TINY, "optim.lr=0.5"])
+    assert str(err.value) == (
+        f"{tmp_path / 'balanced' / 'ce' / 'seed0'} was made with another config (optim.lr: 0.05 -> 0.5) "
+        "(and 1 more run(s)); use another --out, or delete that folder to run it again"
+    )
 
 
 @pytest.mark.slow

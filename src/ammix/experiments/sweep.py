@@ -176,23 +176,47 @@ def resolved_config(config: Path, run: Run) -> dict:
     return config_from_dict(apply_overrides(read_yaml(config), override_args(run.overrides))).to_dict()
 
 
+def saved_config_changes(run_dir: Path, wanted: dict) -> list[str]:
+    """How the config a run folder was made with (its config.yaml) differs from ``wanted`` (a resolved
+    config), by the rule ``--resume`` applies; ``[]`` for a folder without config.yaml. The saved
+    config goes through the schema first, so keys added to it since (at their defaults) are no change.
+    """
+    saved = run_dir / "config.yaml"
+    if not saved.is_file():
+        return []
+    try:
+        made = config_from_dict(read_yaml(saved)).to_dict()
+    except ConfigError as err:
+        return [f"its config.yaml is no longer valid: {err}"]
+    return config_changes(made, wanted)
+
+
+def refuse_other_configs(planned: list[tuple[Path, dict]], remedy: str) -> None:
+    """Raise ``ConfigError`` when a finished or started run folder of ``planned`` ((run_dir, resolved
+    config) pairs) was made with another config: reusing it would report the old config's numbers
+    under the new one's name."""
+    mismatched = []
+    for run_dir, wanted in planned:
+        if is_finished(run_dir) or (run_dir / "last.pt").is_file():
+            changes = saved_config_changes(run_dir, wanted)
+            if changes:
+                mismatched.append((run_dir, changes))
+    if mismatched:
+        run_dir, changes = mismatched[0]
+        more = f" (and {len(mismatched) - 1} more run(s))" if len(mismatched) > 1 else ""
+        raise ConfigError(f"{run_dir} was made with another config ({'; '.join(changes)}){more}; {remedy}")
+
+
 def check_reused_runs(sweep: Sweep, runs: list[Run]) -> None:
     """Refuse (``SweepError``) to skip or resume a run whose folder was made with another config."""
-    mismatched = []
-    for run in runs:
-        saved = run.run_dir / "config.yaml"
-        reused = is_finished(run.run_dir) or (run.run_dir / "last.pt").is_file()
-        if reused and saved.is_file():
-            changes = config_changes(read_yaml(saved), resolved_config(sweep.config, run))
-            if changes:
-                mismatched.append((run, changes))
-    if mismatched:
-        run, changes = mismatched[0]
-        more = f" (and {len(mismatched) - 1} more run(s))" if len(mismatched) > 1 else ""
-        raise SweepError(
-            f"{run.run_dir} was made with another config ({'; '.join(changes)}){more}; give this sweep "
-            f"its own folder with --name NAME, or delete the old run folders to run them again"
+    try:
+        refuse_other_configs(
+            [(run.run_dir, resolved_config(sweep.config, run)) for run in runs],
+            "give this sweep its own folder with --name NAME, or delete the old run folders to run them "
+            "again",
         )
+    except ConfigError as err:
+        raise SweepError(str(err)) from None
 
 
 def train_command(config: Path, run: Run) -> list[str]:

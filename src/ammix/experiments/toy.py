@@ -36,12 +36,12 @@ import yaml
 
 from ammix.analysis import collapse_report, feature_map_figure, metric_definition
 from ammix.engine import apply_overrides, train
-from ammix.engine.config import as_config
+from ammix.engine.config import ConfigError, as_config
 from ammix.engine.rundir import holds_run
 
 from .analyze import analyze_run, run_features
 from .curves import learning_curve, tail_range
-from .sweep import override_args
+from .sweep import override_args, refuse_other_configs
 
 TOY_KEYS = {"name", "config", "variants", "settings", "quick", "seeds"}
 TABLE_METRICS = ("acc", "balanced_acc", "alignment", "uniformity", "neighbour_uniformity", "feature_norm",
@@ -82,12 +82,25 @@ def run_toy(spec: dict, out_dir: str | Path, overrides: list[str] | None = None,
     seeds = list(seeds or spec.get("seeds") or [None])
     # Validate every config before training anything: a typo should not surface after an hour.
     configs = toy_configs(spec, overrides, quick, settings, variants)
+    planned = {
+        (setting, variant, seed): (
+            out_dir / setting / variant / ("" if seed is None else f"seed{seed}"),
+            dict(variant_configs[variant], **({} if seed is None else {"seed": seed})),
+        )
+        for setting, variant_configs in configs.items()
+        for variant in variant_configs
+        for seed in seeds
+    }
+    try:
+        remedy = "use another --out, or delete that folder to run it again"
+        refuse_other_configs(list(planned.values()), remedy)
+    except ConfigError as err:
+        raise ToyError(str(err)) from None
     rows = []
     for setting, variant_configs in configs.items():
         panels, class_names = [], None
         for variant, seed in ((v, s) for v in variant_configs for s in seeds):
-            config = dict(variant_configs[variant], **({} if seed is None else {"seed": seed}))
-            run_dir = out_dir / setting / variant / ("" if seed is None else f"seed{seed}")
+            run_dir, config = planned[setting, variant, seed]
             print(f"[toy] {setting} / {variant}" + ("" if seed is None else f" / seed {seed}")
                   + f" -> {run_dir}", flush=True)
             start = time.time()
