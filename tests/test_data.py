@@ -509,6 +509,9 @@ def test_long_tail_counts_pinned():
     assert sum(D.long_tail_counts(500, 100, 10)) == 19573
     assert D.long_tail_counts(5000, 10, 100, "step") == [5000] * 5 + [50] * 5
     assert D.long_tail_counts(5000, 4, 100) == [5000, 1077, 232, 50]
+    # Fashion-MNIST-LT IF 100 of docs/results.md (14,886 images)
+    assert D.long_tail_counts(6000, 10, 100) == [6000, 3596, 2156, 1292, 774, 464, 278, 166, 100, 60]
+    assert sum(D.long_tail_counts(6000, 10, 100)) == 14886
     assert D.long_tail_counts(7, 5, 1) == [7] * 5 and D.long_tail_counts(9, 1, 10) == [9]
 
 
