@@ -28,7 +28,11 @@ from ammix.models import build_model
 
 CUDA = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
 NUM_CLASSES = 4
-OPTIONS = {"am_mixup": {"gamma": 0.5, "clean_weight": 0.5, "label": "soft"}, "cutmix": {"prob": 0.5}}
+# AM-mixup with the redraw pairing: the capturable one (the default, drop, changes the batch size)
+OPTIONS = {
+    "am_mixup": {"gamma": 0.5, "clean_weight": 0.5, "label": "soft", "pairing": "redraw"},
+    "cutmix": {"prob": 0.5},
+}
 
 
 def mixer_for(method: str, seed: int = 0, **options):
@@ -267,7 +271,8 @@ def test_engine_with_the_captured_step_structure_resumes_exactly_on_cpu(tmp_path
     monkeypatch.setattr(loop, "use_cuda_graph", lambda *args, **kwargs: True)
     monkeypatch.setattr(loop, "CapturedStep", Recorded)
     # 52 images in batches of 16: three full batches and a smaller last one every epoch
-    overrides = [*tiny(3), "train.device=cpu", f"mixing={{method: {method}}}", "data.samples_per_class=13"]
+    mixing = "{method: am_mixup, pairing: redraw}" if method == "am_mixup" else f"{{method: {method}}}"
+    overrides = [*tiny(3), "train.device=cpu", f"mixing={mixing}", "data.samples_per_class=13"]
     whole = train(load_config(SMOKE, overrides), tmp_path / "whole")
     train(load_config(SMOKE, [*overrides, "train.stop_after_epochs=2"]), tmp_path / "split")
     resumed = train(load_config(SMOKE, overrides), tmp_path / "split", resume=True)

@@ -137,7 +137,7 @@ def test_am_mixup_rejects_bad_options(options, fragment):
 
 def test_am_rows_are_interclass_interpolations_with_single_side_labels():
     h = torch.randn(7, 5)
-    am = AsymptoticMidpointMixup(4, gamma=0.9, generator=gen(3))
+    am = AsymptoticMidpointMixup(4, gamma=0.9, pairing="redraw", generator=gen(3))
     mixed, targets = am(h, LABELS, epoch=2.0)
     partners = interclass_partners(LABELS, gen(3))  # the same draw
     lam = 0.5 + 0.5 * 0.9**2
@@ -204,14 +204,14 @@ def test_drop_pairing_drops_mostly_head_samples_on_long_tailed_batches():
 
 def test_fixed_ratio_one_is_the_identity_on_kept_rows():
     h = torch.randn(7, 3)
-    am = AsymptoticMidpointMixup(4, schedule="constant", lam_end=1.0, generator=gen())
+    am = AsymptoticMidpointMixup(4, schedule="constant", lam_end=1.0, pairing="redraw", generator=gen())
     mixed, _ = am(h, LABELS, epoch=50)
     assert torch.equal(mixed, h)
 
 
 def test_soft_label_mode():
     h = torch.randn(7, 3)
-    am = AsymptoticMidpointMixup(4, gamma=0.5, label="soft", generator=gen(2))
+    am = AsymptoticMidpointMixup(4, gamma=0.5, label="soft", pairing="redraw", generator=gen(2))
     _, targets = am(h, LABELS, epoch=1)
     partners = interclass_partners(LABELS, gen(2))
     expected = 0.75 * F.one_hot(LABELS, 4).float() + 0.25 * F.one_hot(LABELS[partners], 4).float()
@@ -221,7 +221,7 @@ def test_soft_label_mode():
 @pytest.mark.parametrize("detach", [False, True])
 def test_gradient_through_partner_unless_detached(detach):
     h = torch.randn(7, 3, requires_grad=True)
-    am = AsymptoticMidpointMixup(4, gamma=0.5, detach_partner=detach, generator=gen(4))
+    am = AsymptoticMidpointMixup(4, gamma=0.5, detach_partner=detach, pairing="redraw", generator=gen(4))
     mixed, _ = am(h, LABELS, epoch=1)  # lam = 0.75
     mixed.sum().backward()
     partners = interclass_partners(LABELS, gen(4))
@@ -233,7 +233,8 @@ def test_gradient_through_partner_unless_detached(detach):
 @pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16, torch.float64])
 def test_dtype_is_kept(dtype):
     h = torch.randn(7, 3).to(dtype)
-    mixed, targets = AsymptoticMidpointMixup(4, gamma=0.95, generator=gen())(h, LABELS, epoch=3)
+    am = AsymptoticMidpointMixup(4, gamma=0.95, pairing="redraw", generator=gen())
+    mixed, targets = am(h, LABELS, epoch=3)
     assert mixed.dtype == dtype and targets.shape == (7, 4)
     assert torch.isfinite(mixed.float()).all()
 
@@ -367,7 +368,7 @@ def test_mixed_forward_feature_site_with_clean_loss():
     torch.manual_seed(0)
     model = build_model("small_cnn", 4, in_channels=1, feature_dim=2).eval()
     x = torch.randn(7, 1, 8, 8)
-    am = AsymptoticMidpointMixup(4, gamma=0.5, clean_weight=0.5, generator=gen(1))
+    am = AsymptoticMidpointMixup(4, gamma=0.5, clean_weight=0.5, pairing="redraw", generator=gen(1))
     out = mixed_forward(model, x, LABELS, am, epoch=1)
     h = model.features(x)
     partners = interclass_partners(LABELS, gen(1))

@@ -268,12 +268,14 @@ class AsymptoticMidpointMixup(_Mixer):
       ``total`` is required, so the default schedule ends near 0.5 whatever the run's length.
     - ``granularity``: ``step`` updates lam every step from the fractional epoch; ``epoch`` holds it
       for a whole epoch (lam(floor(e))).
-    - ``pairing``: ``redraw`` (default) draws each sample's partner uniformly among the other-class
-      samples of the batch, so every sample is augmented; ``drop`` pairs by a random permutation and
-      drops same-class pairs. ``drop`` shrinks the batch and, on long-tailed data, drops mostly
-      head-class samples: a hidden re-balancing.
+    - ``pairing``: ``drop`` (default, chosen by the converged ablation, docs/method.md) pairs by a
+      random permutation and drops same-class pairs: the batch shrinks and, on long-tailed data,
+      mostly head-class samples go (a hidden re-balancing); not capturable as a CUDA graph.
+      ``redraw`` draws each sample's partner uniformly among the other-class samples of the batch,
+      so every sample is augmented.
     - ``label``: ``single`` (one-hot of y_i) or ``soft`` (``lam * y_i + (1 - lam) * y_j``).
-    - ``clean_weight``: weight of an extra cross-entropy on the clean features (0 = none).
+    - ``clean_weight``: weight of an extra cross-entropy on the clean features (0 = none; default 0.5,
+      chosen by the converged ablation, docs/method.md).
     - ``detach_partner``: stop the gradient through the partner feature h_j.
     - ``site``: ``feature`` (default), ``input``, or a stage boundary index.
 
@@ -293,9 +295,9 @@ class AsymptoticMidpointMixup(_Mixer):
         total: float | None = None,
         lam_at_total: float | None = None,
         granularity: str = "step",
-        pairing: str = "redraw",
+        pairing: str = "drop",
         label: str = "single",
-        clean_weight: float = 0.0,
+        clean_weight: float = 0.5,
         detach_partner: bool = False,
         site: str | int = "feature",
         generator: torch.Generator | None = None,
