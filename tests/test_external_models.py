@@ -39,7 +39,8 @@ def test_am_mixup_acts_on_the_encoder_feature():
     encoder, head = nn.Sequential(nn.Flatten(), nn.Linear(4, 2)), nn.Linear(2, 3)
     model = from_encoder_head(encoder, head)
     x = torch.randn(6, 1, 2, 2)
-    out = mixed_forward(model, x, LABELS, AsymptoticMidpointMixup(3, gamma=0.5, generator=_generator(1)), 1)
+    am = AsymptoticMidpointMixup(3, gamma=0.5, pairing="redraw", generator=_generator(1))
+    out = mixed_forward(model, x, LABELS, am, 1)
     h = encoder(x)
     partners = interclass_partners(LABELS, _generator(1))
     torch.testing.assert_close(out.logits, head(0.75 * h + 0.25 * h[partners]))
@@ -113,7 +114,8 @@ def test_every_mixer_trains_a_timm_model_in_one_call(method, timm):
     mixer = build_mixer(method, 3, class_counts=torch.tensor([3, 2, 1]), generator=_generator(2), **schedule)
     out = mixed_forward(model, torch.randn(6, 3, 32, 32), LABELS, mixer, 1.0)
     soft_cross_entropy(out.logits, out.targets).backward()
-    assert out.logits.shape == (6, 3)
+    assert out.logits.shape == out.targets.shape and out.logits.shape[1] == 3
+    assert out.logits.shape[0] == 6 or (method == "am_mixup" and 0 < out.logits.shape[0] < 6)  # drop pairing
     assert model.head.weight.grad.abs().sum() > 0
 
 

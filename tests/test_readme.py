@@ -17,7 +17,8 @@ def test_readme_python_example_runs(capsys):
     out = capsys.readouterr().out
     assert "lam after 3 epochs: 0.5100" in out
     if importlib.util.find_spec("timm") is not None:
-        assert "timm resnet10t, 16 mixed rows, loss " in out
+        rows = int(re.search(r"timm resnet10t, (\d+) mixed rows, loss ", out).group(1))
+        assert 0 < rows <= 16  # the drop pairing leaves out same-class pairs
 
 
 def test_readme_has_the_two_setup_commands():
