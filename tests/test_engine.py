@@ -55,6 +55,13 @@ def assert_same_weights(a: Path, b: Path) -> None:
 def test_smoke_config_writes_a_complete_run_folder(tmp_path):
     run_dir = tmp_path / "run"
     summary = train(load_config(SMOKE), run_dir)
+    # The mixer as built, its defaults included (pairing, label, ...; total from train.epochs).
+    epochs = load_config(SMOKE).train.epochs
+    assert summary["mixer"] == {
+        "method": "am_mixup", "num_classes": 4, "gamma": 0.5, "schedule": "exp", "lam_end": 0.5,
+        "granularity": "step", "pairing": "drop", "label": "single", "clean_weight": 0.5,
+        "detach_partner": False, "stage": "feature", "site": "feature", "total": epochs,
+    }
     for name in ("config.yaml", "metrics.jsonl", "summary.json", "last.pt"):
         assert (run_dir / name).is_file(), name
     records = read_metrics(run_dir)

@@ -691,6 +691,7 @@ def _summary(t: Trainer, epochs_done: int, t_start: float, command: str | None) 
         "train_size": len(t.train_set),
         "test_size": len(t.test_set),
         "train_class_counts": t.train_counts,
+        "mixer": {"method": t.cfg.mixing.method, **t.mixer.settings()},
         "run_dir": str(t.run_dir),
         "files": {"config": CONFIG, "metrics": METRICS, "checkpoint": CHECKPOINT},
     }

@@ -53,6 +53,12 @@ class _Mixer:
         self.num_classes = int(num_classes)
         self.generator = generator
 
+    def settings(self) -> dict:
+        """The mixer's configuration as built, defaults and derived values included (AM-mixup's gamma
+        from its run length): what a run folder records, so it says what ran whatever the defaults of
+        a later version."""
+        return {k: v for k, v in vars(self).items() if isinstance(v, (bool, int, float, str))}
+
     def choose_stage(self, num_stages: int) -> int:
         """Stage boundary this step acts at: 0 = input, num_stages = final feature."""
         return num_stages if self.site == "feature" else 0
