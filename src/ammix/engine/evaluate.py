@@ -12,6 +12,17 @@ from torch import nn
 from .distributed import all_reduce_sum
 
 
+def device_batches(
+    batches: Iterable[tuple[torch.Tensor, torch.Tensor]], device: torch.device, channels_last: bool = False
+):
+    """``(x, y)`` of each batch on ``device``, ``x`` in channels_last when asked (4-D inputs)."""
+    for x, y in batches:
+        x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
+        if channels_last and x.dim() == 4:
+            x = x.contiguous(memory_format=torch.channels_last)
+        yield x, y
+
+
 @torch.no_grad()
 def class_counts_correct(
     model: nn.Module,
@@ -26,10 +37,7 @@ def class_counts_correct(
     model.eval()
     correct = torch.zeros(num_classes, dtype=torch.long, device=device)
     total = torch.zeros(num_classes, dtype=torch.long, device=device)
-    for x, y in batches:
-        x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
-        if channels_last and x.dim() == 4:
-            x = x.contiguous(memory_format=torch.channels_last)
+    for x, y in device_batches(batches, device, channels_last):
         with autocast or contextlib.nullcontext():
             pred = model(x).argmax(1)
         total += torch.bincount(y, minlength=num_classes)

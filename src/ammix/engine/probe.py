@@ -17,6 +17,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from .evaluate import device_batches
+
 MAX_ITERATIONS = 1000
 GRAD_TOLERANCE = 1e-5  # on the largest gradient entry of the objective
 
@@ -46,10 +48,7 @@ def extract_features(
     was_training = model.training
     model.eval()
     features, labels = [], []
-    for x, y in batches:
-        x = x.to(device, non_blocking=True)
-        if channels_last and x.dim() == 4:
-            x = x.contiguous(memory_format=torch.channels_last)
+    for x, y in device_batches(batches, device, channels_last):
         with autocast or contextlib.nullcontext():
             features.append(model.features(x).float().cpu())
         labels.append(y.cpu())

@@ -191,32 +191,31 @@ def saved_config_changes(run_dir: Path, wanted: dict) -> list[str]:
     return config_changes(made, wanted)
 
 
-def refuse_other_configs(planned: list[tuple[Path, dict]], remedy: str) -> None:
-    """Raise ``ConfigError`` when a finished or started run folder of ``planned`` ((run_dir, resolved
-    config) pairs) was made with another config: reusing it would report the old config's numbers
-    under the new one's name."""
+def other_config(planned: list[tuple[Path, dict]]) -> str | None:
+    """Why a finished or started run folder of ``planned`` ((run_dir, resolved config) pairs) cannot be
+    reused: it was made with another config, and reusing it would report the old config's numbers under
+    the new one's name. ``None`` when every folder can be reused."""
     mismatched = []
     for run_dir, wanted in planned:
         if is_finished(run_dir) or (run_dir / "last.pt").is_file():
             changes = saved_config_changes(run_dir, wanted)
             if changes:
                 mismatched.append((run_dir, changes))
-    if mismatched:
-        run_dir, changes = mismatched[0]
-        more = f" (and {len(mismatched) - 1} more run(s))" if len(mismatched) > 1 else ""
-        raise ConfigError(f"{run_dir} was made with another config ({'; '.join(changes)}){more}; {remedy}")
+    if not mismatched:
+        return None
+    run_dir, changes = mismatched[0]
+    more = f" (and {len(mismatched) - 1} more run(s))" if len(mismatched) > 1 else ""
+    return f"{run_dir} was made with another config ({'; '.join(changes)}){more}"
 
 
 def check_reused_runs(sweep: Sweep, runs: list[Run]) -> None:
     """Refuse (``SweepError``) to skip or resume a run whose folder was made with another config."""
-    try:
-        refuse_other_configs(
-            [(run.run_dir, resolved_config(sweep.config, run)) for run in runs],
-            "give this sweep its own folder with --name NAME, or delete the old run folders to run them "
-            "again",
+    reason = other_config([(run.run_dir, resolved_config(sweep.config, run)) for run in runs])
+    if reason:
+        raise SweepError(
+            f"{reason}; give this sweep its own folder with --name NAME, or delete the old run folders to "
+            "run them again"
         )
-    except ConfigError as err:
-        raise SweepError(str(err)) from None
 
 
 def train_command(config: Path, run: Run) -> list[str]:

@@ -36,12 +36,12 @@ import yaml
 
 from ammix.analysis import collapse_report, feature_map_figure, metric_definition
 from ammix.engine import apply_overrides, train
-from ammix.engine.config import ConfigError, as_config
+from ammix.engine.config import as_config
 from ammix.engine.rundir import holds_run
 
 from .analyze import analyze_run, run_features
 from .curves import learning_curve, tail_range
-from .sweep import override_args, refuse_other_configs
+from .sweep import other_config, override_args
 
 TOY_KEYS = {"name", "config", "variants", "settings", "quick", "seeds"}
 TABLE_METRICS = ("acc", "balanced_acc", "alignment", "uniformity", "neighbour_uniformity", "feature_norm",
@@ -91,11 +91,9 @@ def run_toy(spec: dict, out_dir: str | Path, overrides: list[str] | None = None,
         for variant in variant_configs
         for seed in seeds
     }
-    try:
-        remedy = "use another --out, or delete that folder to run it again"
-        refuse_other_configs(list(planned.values()), remedy)
-    except ConfigError as err:
-        raise ToyError(str(err)) from None
+    reason = other_config(list(planned.values()))
+    if reason:
+        raise ToyError(f"{reason}; use another --out, or delete that folder to run it again")
     rows = []
     for setting, variant_configs in configs.items():
         panels, class_names = [], None
