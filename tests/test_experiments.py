@@ -109,6 +109,34 @@ def test_sweep_refuses_a_finished_run_made_with_another_config(tmp_path, capsys)
     assert capsys.readouterr().out.splitlines()[1].startswith("[finished] ")
 
 
+def test_sweep_refuses_a_finished_run_whose_mixer_defaults_changed(tmp_path, capsys):
+    """A run made before a default changed spells the same config.yaml; its summary.json's ``mixer``
+    (every option as built) tells them apart."""
+    spec = write_sweep(tmp_path, seeds=[0], overrides={k: yaml.safe_load(v) for k, v in
+                                                       (o.split("=") for o in tiny(1))},
+                       variants={"am": {"mixing.method": "am_mixup"}})
+    runs = tmp_path / "runs"
+    (planned,) = plan_runs(load_sweep(spec), runs)
+    train(resolved_config(SMOKE, planned), planned.run_dir)
+    capsys.readouterr()
+    dry = ["sweep", str(spec), "--runs-dir", str(runs), "--dry-run"]
+    assert main(dry) == 0
+    assert capsys.readouterr().out.splitlines()[1].startswith("[finished] ")
+
+    summary_file = planned.run_dir / "summary.json"
+    summary = json.loads(summary_file.read_text())
+    summary["mixer"].update(pairing="redraw", clean_weight=0.0)  # the defaults before the ablation
+    summary_file.write_text(json.dumps(summary))
+    assert main(dry) == 2
+    assert capsys.readouterr().err.startswith(
+        f"ammix sweep: {planned.run_dir} was made with another config (mixer.clean_weight: 0.0 recorded "
+        "-> 0.5 now; mixer.pairing: 'redraw' recorded -> 'drop' now)")
+
+    del summary["mixer"]  # a run made before the record existed: only its config.yaml is compared
+    summary_file.write_text(json.dumps(summary))
+    assert main(dry) == 0
+
+
 def test_analyze_command_on_a_finished_run(tmp_path, capsys):
     run_dir = tmp_path / "run"
     assert main(["analyze", str(run_dir)]) == 2

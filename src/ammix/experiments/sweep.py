@@ -24,7 +24,8 @@ Every run's config is validated before the first run starts (and by ``--dry-run`
 Runs write ``RUNS/<name>/<variant>/seed<S>[/<stage>]``. A finished run (summary.json) is skipped, an
 interrupted one (last.pt) resumed, so a sweep can be stopped and started again at any point. A run
 folder made with another config (its config.yaml differs from the config the run would use now, by
-the rule ``--resume`` applies) is refused, never reused: give the changed sweep its own ``--name``.
+the rule ``--resume`` applies, or its summary.json records a mixer built with other options: a default
+changed since) is refused, never reused: give the changed sweep its own ``--name``.
 
 ``--jobs N`` runs N at a time; ``--gpus 0,1`` one at a time on each GPU, and a repeated id packs runs
 onto one GPU: ``--gpus 0,0,0,0`` runs four at a time, each with ``CUDA_VISIBLE_DEVICES=0``.
@@ -33,6 +34,8 @@ onto one GPU: ``--gpus 0,0,0,0`` runs four at a time, each with ``CUDA_VISIBLE_D
 from __future__ import annotations
 
 import argparse
+import json
+import math
 import os
 import subprocess
 import sys
@@ -41,10 +44,13 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import torch
 import yaml
 
 from ammix.engine import ConfigError, apply_overrides, config_from_dict, load_config, read_yaml
+from ammix.engine.config import mixer_extras
 from ammix.engine.loop import config_changes
+from ammix.mixing import build_mixer
 
 from .analyze import analyze_run
 
@@ -191,6 +197,30 @@ def saved_config_changes(run_dir: Path, wanted: dict) -> list[str]:
     return config_changes(made, wanted)
 
 
+def recorded_mixer_changes(run_dir: Path, wanted: dict) -> list[str]:
+    """How the mixer a finished run recorded (summary.json ``mixer``, every option as built) differs
+    from the one ``wanted`` (a resolved config) builds now: a default that changed since the run was
+    made, which its config.yaml (the options given, not their defaults) cannot show. Only the options
+    recorded and still known are compared; ``[]`` for a run made before the record existed."""
+    summary = run_dir / "summary.json"
+    recorded = json.loads(summary.read_text()).get("mixer") if summary.is_file() else None
+    if not recorded:
+        return []
+    cfg = config_from_dict(wanted)
+    num_classes = int(recorded.get("num_classes", 2))
+    mixer = build_mixer(cfg.mixing.method, num_classes, class_counts=torch.ones(num_classes),
+                        **mixer_extras(cfg))
+    now = {"method": cfg.mixing.method, **mixer.settings()}
+    return [f"mixer.{key}: {recorded[key]!r} recorded -> {now[key]!r} now"
+            for key in sorted(set(recorded) & set(now)) if not _same(recorded[key], now[key])]
+
+
+def _same(a, b) -> bool:
+    if isinstance(a, float) or isinstance(b, float):
+        return isinstance(a, (int, float)) and isinstance(b, (int, float)) and math.isclose(a, b)
+    return a == b
+
+
 def other_config(planned: list[tuple[Path, dict]]) -> str | None:
     """Why a finished or started run folder of ``planned`` ((run_dir, resolved config) pairs) cannot be
     reused: it was made with another config, and reusing it would report the old config's numbers under
@@ -198,7 +228,7 @@ def other_config(planned: list[tuple[Path, dict]]) -> str | None:
     mismatched = []
     for run_dir, wanted in planned:
         if is_finished(run_dir) or (run_dir / "last.pt").is_file():
-            changes = saved_config_changes(run_dir, wanted)
+            changes = saved_config_changes(run_dir, wanted) or recorded_mixer_changes(run_dir, wanted)
             if changes:
                 mismatched.append((run_dir, changes))
     if not mismatched:
