@@ -6,6 +6,7 @@ import subprocess
 import sys
 
 import pytest
+import torch
 from common import SMOKE, tiny
 
 from ammix.cli import COMMANDS, main
@@ -215,6 +216,19 @@ def test_resume_with_other_config_refused(capsys, tmp_path):
         capsys, "train", SMOKE, *TINY, "optim.lr=0.5", "--run-dir", str(run_dir), "--resume"
     )
     assert code == 2 and "another config" in err and "optim.lr" in err
+
+
+def test_resume_after_a_mixer_default_changed_refused(capsys, tmp_path):
+    """The config is the same, the mixer it builds is not (a default changed): last.pt's record says so."""
+    run_dir = tmp_path / "run"
+    am = ["mixing.method=am_mixup", "train.stop_after_epochs=1"]
+    assert run_cli(capsys, "train", SMOKE, *TINY, *am, "--run-dir", str(run_dir))[0] == 0
+    ckpt = torch.load(run_dir / "last.pt", weights_only=False)
+    assert ckpt["mixer"]["pairing"] == "drop" and ckpt["mixer"]["clean_weight"] == 0.5
+    ckpt["mixer"]["pairing"] = "redraw"  # as if made before the default changed
+    torch.save(ckpt, run_dir / "last.pt")
+    code, _, err = run_cli(capsys, "train", SMOKE, *TINY, *am, "--run-dir", str(run_dir), "--resume")
+    assert code == 2 and "mixer.pairing: 'redraw' recorded -> 'drop' now" in err
 
 
 def test_resume_and_fresh_exclude_each_other(capsys, tmp_path):

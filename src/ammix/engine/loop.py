@@ -13,6 +13,7 @@ and for code that draws outside the loop.) A run killed mid-epoch restarts that 
 from __future__ import annotations
 
 import contextlib
+import math
 import os
 import sys
 import time
@@ -106,6 +107,20 @@ def config_changes(old: dict, new: dict, prefix: str = "") -> list[str]:
         elif a != b and f"{prefix}{k}" not in RESUMABLE_CHANGES:
             keys.append(f"{prefix}{k}: {a!r} -> {b!r}")
     return keys
+
+
+def mixer_changes(recorded: dict, now: dict) -> list[str]:
+    """The differences ``"mixer.key: old recorded -> new now"`` between a mixer recorded by a run
+    (``{"method": ..., **mixer.settings()}``, every option as built) and the one its config builds
+    now: a default changed in between, which the saved config (the options given) cannot show. Only
+    keys in both are compared, so an option added since is no change."""
+    def same(a, b) -> bool:
+        if isinstance(a, float) or isinstance(b, float):
+            return isinstance(a, (int, float)) and isinstance(b, (int, float)) and math.isclose(a, b)
+        return a == b
+
+    return [f"mixer.{key}: {recorded[key]!r} recorded -> {now[key]!r} now"
+            for key in sorted(set(recorded) & set(now)) if not same(recorded[key], now[key])]
 
 
 def _maybe_fault(rank: int) -> None:
@@ -386,6 +401,7 @@ def _resume(t: Trainer) -> None:
     ckpt = load_checkpoint(t.ckpt_path)
     # Through the schema first, so sections added since (their defaults) are no change.
     changes = config_changes(config_from_dict(ckpt.get("config", {})).to_dict(), t.cfg.to_dict())
+    changes = changes or mixer_changes(ckpt.get("mixer", {}), mixer_record(t))
     if changes:
         raise ConfigError(
             f"--resume: {t.run_dir} was started with another config ({'; '.join(changes)}); "
@@ -666,10 +682,16 @@ def _save(t: Trainer, epoch: int, lr: float, t_start: float) -> None:
                 "best": t.best,
                 "last_eval": t.last_eval,
                 "config": t.cfg.to_dict(),
+                "mixer": mixer_record(t),
                 "wall_time_s": t.wall_before + time.time() - t_start,
             },
         )
     t.checkpoint_epoch = epoch + 1
+
+
+def mixer_record(t: Trainer) -> dict:
+    """The mixer as built, recorded in last.pt and summary.json (see ``mixer_changes``)."""
+    return {"method": t.cfg.mixing.method, **t.mixer.settings()}
 
 
 def _summary(t: Trainer, epochs_done: int, t_start: float, command: str | None) -> dict:
@@ -691,7 +713,7 @@ def _summary(t: Trainer, epochs_done: int, t_start: float, command: str | None) 
         "train_size": len(t.train_set),
         "test_size": len(t.test_set),
         "train_class_counts": t.train_counts,
-        "mixer": {"method": t.cfg.mixing.method, **t.mixer.settings()},
+        "mixer": mixer_record(t),
         "run_dir": str(t.run_dir),
         "files": {"config": CONFIG, "metrics": METRICS, "checkpoint": CHECKPOINT},
     }

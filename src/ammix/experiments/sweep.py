@@ -35,7 +35,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 import os
 import subprocess
 import sys
@@ -49,7 +48,7 @@ import yaml
 
 from ammix.engine import ConfigError, apply_overrides, config_from_dict, load_config, read_yaml
 from ammix.engine.config import mixer_extras
-from ammix.engine.loop import config_changes
+from ammix.engine.loop import config_changes, mixer_changes
 from ammix.mixing import build_mixer
 
 from .analyze import analyze_run
@@ -210,15 +209,7 @@ def recorded_mixer_changes(run_dir: Path, wanted: dict) -> list[str]:
     num_classes = int(recorded.get("num_classes", 2))
     mixer = build_mixer(cfg.mixing.method, num_classes, class_counts=torch.ones(num_classes),
                         **mixer_extras(cfg))
-    now = {"method": cfg.mixing.method, **mixer.settings()}
-    return [f"mixer.{key}: {recorded[key]!r} recorded -> {now[key]!r} now"
-            for key in sorted(set(recorded) & set(now)) if not _same(recorded[key], now[key])]
-
-
-def _same(a, b) -> bool:
-    if isinstance(a, float) or isinstance(b, float):
-        return isinstance(a, (int, float)) and isinstance(b, (int, float)) and math.isclose(a, b)
-    return a == b
+    return mixer_changes(recorded, {"method": cfg.mixing.method, **mixer.settings()})
 
 
 def other_config(planned: list[tuple[Path, dict]]) -> str | None:
