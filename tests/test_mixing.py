@@ -405,6 +405,18 @@ def test_soft_cross_entropy_equals_torch_on_one_hot_targets():
     )
 
 
+def test_a_row_without_target_mass_is_out_of_the_soft_cross_entropy():
+    logits, labels = torch.randn(6, 5), torch.tensor([0, 1, 4, 2, 2, 3])
+    y = one_hot(labels, 5)
+    y[[1, 4]] = 0.0  # two rows out of the loss (AM-mixup's fixed-size drop pairing)
+    kept = torch.tensor([0, 2, 3, 5])
+    for eps in (0.0, 0.1):
+        torch.testing.assert_close(
+            soft_cross_entropy(logits, y, label_smoothing=eps),
+            F.cross_entropy(logits[kept], labels[kept], label_smoothing=eps),
+        )
+
+
 def test_label_smoothing_is_applied_once_after_mixing():
     logits, y = torch.randn(6, 5), one_hot(torch.tensor([0, 1, 4, 2, 2, 3]), 5)
     perm, lam, eps = torch.tensor([3, 2, 5, 0, 1, 4]), 0.3, 0.2

@@ -22,7 +22,9 @@ nothing captured may depend on it (the mixer's ratio comes from ``OnDevice.lam``
 weights change with the epoch must hold them in a device tensor refilled before each replay.
 
 Not capturable, and run eagerly with a one-line notice: several processes (DDP), ``train.compile``,
-fp16 loss scaling (its inf check synchronises), AM-mixup's ``drop`` pairing (the batch size changes).
+fp16 loss scaling (its inf check synchronises), AM-mixup's ``drop`` pairing at a site before the
+feature (its dropped rows would still enter later layers' batch statistics; at the feature, the default,
+the captured form keeps them out of the loss instead of out of the batch).
 """
 
 from __future__ import annotations
@@ -57,7 +59,7 @@ def use_cuda_graph(mode: str, device: torch.device, *, distributed: bool, compil
         "several processes (DDP)" if distributed
         else "train.compile" if compiled
         else "fp16 loss scaling" if fp16
-        else "AM-mixup's drop pairing (the batch size changes)" if not mixer.capturable
+        else "AM-mixup's drop pairing before the feature site" if not mixer.capturable
         else "a deferred re-weighting (loss.drw_epoch: its weights would be frozen at capture)"
         if epoch_dependent_loss
         else None

@@ -480,9 +480,10 @@ def _train_epoch(t: Trainer, epoch: int, bar_on: bool) -> tuple[dict, dict, floa
 
         loss, out = t.step(x, y, epoch + step / steps, lr)
 
-        n = out.targets.shape[0]
+        in_loss = out.targets.sum(dim=1) > 0  # rows with target mass (AM-mixup's captured drop: not all)
+        n = in_loss.sum()
         sums[0] += loss.float() * n
-        sums[1] += (out.logits.argmax(1) == out.targets.argmax(1)).sum()
+        sums[1] += ((out.logits.argmax(1) == out.targets.argmax(1)) & in_loss).sum()
         sums[2] += n
         sums[3] += x.shape[0]
         if (step + 1) % cfg.train.log_every == 0 or step + 1 == steps:

@@ -21,18 +21,22 @@ def soft_cross_entropy(
 ) -> torch.Tensor:
     """Mean over the batch of -sum_c targets_c * log_softmax(logits)_c.
 
-    `targets` are probabilities (B, C). Label smoothing is applied here and only here, after any
-    mixing: mixing is linear in the targets, so smoothing the mixed target equals mixing smoothed
-    labels, and no method has to smooth on its own. The loss is computed in float32.
+    `targets` are probabilities (B, C), or all-zero rows: the mean is over the target mass (the
+    batch size when every row sums to 1), so a row with no target mass is out of the loss (what keeps
+    AM-mixup's drop pairing at a fixed batch size, capturable). Label smoothing is applied here and
+    only here, after any mixing: mixing is linear in the targets, so smoothing the mixed target equals
+    mixing smoothed labels, and no method has to smooth on its own. The loss is computed in float32.
     """
     targets = smooth_targets(targets.float(), label_smoothing)
-    return -(targets * F.log_softmax(logits.float(), dim=1)).sum(dim=1).mean()
+    return -(targets * F.log_softmax(logits.float(), dim=1)).sum() / targets.sum()
 
 
 def smooth_targets(targets: torch.Tensor, label_smoothing: float) -> torch.Tensor:
-    """``(1 - eps) * targets + eps / C``: label smoothing of (possibly mixed) probability targets."""
+    """``(1 - eps) * targets + eps / C`` for each row of (possibly mixed) probability targets; a row
+    with no target mass stays zero."""
     if label_smoothing > 0:
-        return targets * (1.0 - label_smoothing) + label_smoothing / targets.shape[1]
+        mass = targets.sum(dim=1, keepdim=True)
+        return targets * (1.0 - label_smoothing) + mass * (label_smoothing / targets.shape[1])
     return targets
 
 

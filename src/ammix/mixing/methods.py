@@ -276,7 +276,8 @@ class AsymptoticMidpointMixup(_Mixer):
       for a whole epoch (lam(floor(e))).
     - ``pairing``: ``drop`` (default, chosen by the converged ablation, docs/method.md) pairs by a
       random permutation and drops same-class pairs: the batch shrinks and, on long-tailed data,
-      mostly head-class samples go (a hidden re-balancing); not capturable as a CUDA graph.
+      mostly head-class samples go (a hidden re-balancing). Its CUDA-graph form (``mix``) keeps the
+      batch size, the dropped rows out of the loss: capturable at the feature site only.
       ``redraw`` draws each sample's partner uniformly among the other-class samples of the batch,
       so every sample is augmented.
     - ``label``: ``single`` (one-hot of y_i) or ``soft`` (``lam * y_i + (1 - lam) * y_j``).
@@ -349,37 +350,55 @@ class AsymptoticMidpointMixup(_Mixer):
 
     @property
     def capturable(self) -> bool:
-        return self.pairing != "drop"  # dropping pairs changes the batch size from step to step
+        # The drop pairing keeps a fixed batch size only at the feature: the dropped rows then pass the
+        # head alone, out of the loss; before it they would still enter later layers' batch statistics.
+        return self.pairing != "drop" or self.stage == "feature"
 
     def __call__(self, x, labels, epoch: float):
         if self.pairing == "drop":
-            return self._mix_dropping_same_class_pairs(x, labels, self._one_hot(labels, x), self.lam(epoch))
+            return self._mix_dropping_same_class_pairs(x, labels, *self.draw(x, labels, epoch))
         return self.mix(x, labels, *self.draw(x, labels, epoch))
 
     def draw(self, x, labels, epoch: float) -> tuple:
+        """The ratio, and each sample's partner (redraw) or the permutation that pairs them (drop)."""
+        if self.pairing == "drop":
+            return self.lam(epoch), random_permutation(x.shape[0], self.generator, x.device)
         return self.lam(epoch), interclass_partners(labels, self.generator)
 
     def draw_on_device(self, x, labels, lam: torch.Tensor) -> tuple:
-        return lam, interclass_partners(labels)  # scores from the labels' device's default generator
+        # From the labels' device's default generator.
+        if self.pairing == "drop":
+            return lam, permutation_on_device(x.shape[0], x.device)
+        return lam, interclass_partners(labels)
 
     def mix(self, x, labels, lam, partners):
-        """The `redraw` pairing: each sample with its drawn other-class partner (-1: none)."""
+        """The fixed-size form, what a CUDA graph replays. `redraw`: each sample with its drawn
+        other-class partner (-1: none). `drop`: `partners` is a permutation, and a same-class pair keeps
+        its row with no target mass, out of the loss (``soft_cross_entropy`` averages over target mass):
+        the loss and its gradient are those of the shrunken batch of ``__call__``."""
         targets = self._one_hot(labels, x)
-        # A sample without an other-class partner (a single-class batch) passes through unchanged;
-        # torch.where keeps that decision on the device, with no synchronisation.
-        has_partner = partners >= 0
-        partners = torch.where(has_partner, partners, torch.arange(len(labels), device=labels.device))
+        in_loss = None
+        if self.pairing == "drop":
+            paired = labels != labels[partners]
+            in_loss = paired | ~paired.any()  # no inter-class pair at all: the clean batch, as __call__
+        else:
+            # A sample without an other-class partner (a single-class batch) passes through unchanged;
+            # torch.where keeps that decision on the device, with no synchronisation.
+            paired = partners >= 0
+            partners = torch.where(paired, partners, torch.arange(len(labels), device=labels.device))
         partner_x = x[partners].detach() if self.detach_partner else x[partners]
         keep_shape = (-1,) + (1,) * (x.dim() - 1)
-        mixed = torch.where(has_partner.view(keep_shape), interpolate(x, partner_x, lam), x)
+        mixed = torch.where(paired.view(keep_shape), interpolate(x, partner_x, lam), x)
         if self.label == "soft":
             soft = interpolate(targets, targets[partners], lam)
-            targets = torch.where(has_partner[:, None], soft, targets)
+            targets = torch.where(paired[:, None], soft, targets)
+        if in_loss is not None:
+            targets = targets * in_loss[:, None].to(targets.dtype)
         return mixed, targets
 
-    def _mix_dropping_same_class_pairs(self, x, labels, targets, lam):
-        """The `drop` pairing: a random permutation, same-class pairs dropped (the batch shrinks)."""
-        permutation = random_permutation(x.shape[0], self.generator, x.device)
+    def _mix_dropping_same_class_pairs(self, x, labels, lam, permutation):
+        """The `drop` pairing: same-class pairs of `permutation` dropped (the batch shrinks)."""
+        targets = self._one_hot(labels, x)
         keep = labels != labels[permutation]
         if not bool(keep.any()):
             return x, targets

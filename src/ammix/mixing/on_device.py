@@ -19,7 +19,8 @@ class OnDevice:
 
     def __init__(self, mixer, device: torch.device):
         if not mixer.capturable:
-            raise ValueError(f"{type(mixer).__name__}: these options change the batch size: not capturable")
+            name = type(mixer).__name__
+            raise ValueError(f"{name}: not capturable (the drop pairing before the feature site)")
         self.mixer = mixer
         self.clean_weight = mixer.clean_weight
         self.lam = torch.ones((), dtype=torch.float64, device=device)  # AM-mixup's ratio of this step
