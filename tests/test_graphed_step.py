@@ -254,8 +254,10 @@ def test_what_cannot_be_captured_runs_eagerly_with_a_notice(capsys):
 
 
 @CUDA
-@pytest.mark.parametrize("method", sorted(MIXERS))
-def test_graph_replay_matches_eager_steps_on_cuda(method, monkeypatch):
+@pytest.mark.parametrize(
+    "method, options", [(m, {}) for m in sorted(MIXERS)] + [("am_mixup", {"pairing": "drop"})]
+)
+def test_graph_replay_matches_eager_steps_on_cuda(method, options, monkeypatch):
     device = torch.device("cuda")
     monkeypatch.setattr(torch.backends.cudnn, "deterministic", True)
     monkeypatch.setattr(torch.backends.cudnn, "benchmark", False)
@@ -264,7 +266,7 @@ def test_graph_replay_matches_eager_steps_on_cuda(method, monkeypatch):
         model, opt = model_and_optimizer()
         model.to(device, memory_format=torch.channels_last)
         opt = torch.optim.SGD(model.parameters(), lr=0.1, momentum=0.9, weight_decay=5e-4)
-        mixer = mixer_for(method, 1)
+        mixer = mixer_for(method, 1, **options)
 
         def run(x, y, m, epoch, model=model, opt=opt):
             with torch.autocast("cuda", dtype=torch.bfloat16, cache_enabled=False):
@@ -299,8 +301,10 @@ def test_training_with_cuda_graph_on_completes(tmp_path):
     assert summary["finished"] and summary["last"]["acc"] >= 0
 
 
-@pytest.mark.parametrize("method", ["cutmix", "am_mixup"])
-def test_engine_with_the_captured_step_structure_resumes_exactly_on_cpu(tmp_path, monkeypatch, method):
+@pytest.mark.parametrize(
+    "mixing", ["{method: cutmix}", "{method: am_mixup, pairing: redraw}", "{method: am_mixup}"]
+)
+def test_engine_with_the_captured_step_structure_resumes_exactly_on_cpu(tmp_path, monkeypatch, mixing):
     """The engine's captured path (static buffers, device draws, fused optimizer with a device lr) run
     eagerly on the CPU: it trains, and a stopped and resumed run ends with the uninterrupted weights."""
     made = []
@@ -313,7 +317,6 @@ def test_engine_with_the_captured_step_structure_resumes_exactly_on_cpu(tmp_path
     monkeypatch.setattr(loop, "use_cuda_graph", lambda *args, **kwargs: True)
     monkeypatch.setattr(loop, "CapturedStep", Recorded)
     # 52 images in batches of 16: three full batches and a smaller last one every epoch
-    mixing = "{method: am_mixup, pairing: redraw}" if method == "am_mixup" else f"{{method: {method}}}"
     overrides = [*tiny(3), "train.device=cpu", f"mixing={mixing}", "data.samples_per_class=13"]
     whole = train(load_config(SMOKE, overrides), tmp_path / "whole")
     train(load_config(SMOKE, [*overrides, "train.stop_after_epochs=2"]), tmp_path / "split")
