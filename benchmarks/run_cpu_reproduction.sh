@@ -2,16 +2,22 @@
 # The converged CPU-scale evidence of docs/results.md, in the order it is run (what answers the most
 # first), one run at a time on 2 cores. Each command resumes where it stopped (finished runs are
 # skipped), so the script can be re-run until all is finished. Budgets, measured on the 2-core EPYC
-# with bf16, are in each sweep file: about 15.5 hours in all.
+# with bf16, are in each sweep file: about 18.5 hours in all.
 #   bash benchmarks/run_cpu_reproduction.sh > runs/reproduction.log 2>&1
 set -u
 cd "$(dirname "$0")/.."
 S=configs/sweeps
 ammix sweep $S/lt-fashion-mnist-cpu.yaml --runs-dir runs                         # 75 min
 ammix sweep $S/lt-fashion-mnist-cpu.yaml --runs-dir runs --only ce-fp32 ce-120ep am_mixup-120ep --seeds 0
-ammix sweep $S/ablation-lt-fashion-mnist-cpu.yaml --runs-dir runs                # 95 min
-ammix sweep $S/lt-cifar10-jpeg-cnn-cpu.yaml --runs-dir runs --only ce am_mixup   # 50 min
-ammix sweep $S/lt-cifar10-jpeg-cnn-cpu.yaml --runs-dir runs                      # 100 min more
+# The ablation reuses the long-tailed table's runs (the same configs and seeds), copied into its folder.
+mkdir -p runs/ablation-lt-fashion-mnist-cpu
+for v in ce mixup manifold_mixup cutmix remix am_mixup ce-120ep; do
+    [ -e runs/ablation-lt-fashion-mnist-cpu/$v ] || cp -r runs/lt-fashion-mnist-cpu/$v runs/ablation-lt-fashion-mnist-cpu/
+done
+ammix sweep $S/ablation-lt-fashion-mnist-cpu.yaml --runs-dir runs                # 110 min + 45 (length)
+ammix sweep $S/lt-cifar10-jpeg-cnn-cpu.yaml --runs-dir runs --only ce am_mixup   # 55 min
+ammix sweep $S/lt-cifar10-jpeg-cnn-cpu.yaml --runs-dir runs --only mixup manifold_mixup cutmix remix  # 110 min
+ammix sweep $S/lt-cifar10-jpeg-cnn-cpu.yaml --runs-dir runs --only ce-200ep am_mixup-200ep  # 1.8 h
 ammix sweep $S/c2f-fashion-mnist-cpu.yaml --runs-dir runs                        # 2 h
 ammix sweep $S/c2f-fashion-mnist-cpu-scratch.yaml --runs-dir runs
 ammix toy configs/toy-mini-cifar-cpu.yaml --out runs/toy-mini-cifar-jpeg-cpu     # 2.7 h
