@@ -401,7 +401,7 @@ def _resume(t: Trainer) -> None:
     ckpt = load_checkpoint(t.ckpt_path)
     # Through the schema first, so sections added since (their defaults) are no change.
     changes = config_changes(config_from_dict(ckpt.get("config", {})).to_dict(), t.cfg.to_dict())
-    changes = changes or mixer_changes(ckpt.get("mixer", {}), mixer_record(t))
+    changes = changes or mixer_changes(ckpt.get("mixer", {}), mixer_record(t.cfg.mixing.method, t.mixer))
     if changes:
         raise ConfigError(
             f"--resume: {t.run_dir} was started with another config ({'; '.join(changes)}); "
@@ -683,16 +683,16 @@ def _save(t: Trainer, epoch: int, lr: float, t_start: float) -> None:
                 "best": t.best,
                 "last_eval": t.last_eval,
                 "config": t.cfg.to_dict(),
-                "mixer": mixer_record(t),
+                "mixer": mixer_record(t.cfg.mixing.method, t.mixer),
                 "wall_time_s": t.wall_before + time.time() - t_start,
             },
         )
     t.checkpoint_epoch = epoch + 1
 
 
-def mixer_record(t: Trainer) -> dict:
+def mixer_record(method: str, mixer) -> dict:
     """The mixer as built, recorded in last.pt and summary.json (see ``mixer_changes``)."""
-    return {"method": t.cfg.mixing.method, **t.mixer.settings()}
+    return {"method": method, **mixer.settings()}
 
 
 def _summary(t: Trainer, epochs_done: int, t_start: float, command: str | None) -> dict:
@@ -714,7 +714,7 @@ def _summary(t: Trainer, epochs_done: int, t_start: float, command: str | None) 
         "train_size": len(t.train_set),
         "test_size": len(t.test_set),
         "train_class_counts": t.train_counts,
-        "mixer": mixer_record(t),
+        "mixer": mixer_record(t.cfg.mixing.method, t.mixer),
         "run_dir": str(t.run_dir),
         "files": {"config": CONFIG, "metrics": METRICS, "checkpoint": CHECKPOINT},
     }

@@ -48,7 +48,7 @@ import yaml
 
 from ammix.engine import ConfigError, apply_overrides, config_from_dict, load_config, read_yaml
 from ammix.engine.config import mixer_extras
-from ammix.engine.loop import config_changes, mixer_changes
+from ammix.engine.loop import config_changes, mixer_changes, mixer_record
 from ammix.mixing import build_mixer
 
 from .analyze import analyze_run
@@ -209,7 +209,7 @@ def recorded_mixer_changes(run_dir: Path, wanted: dict) -> list[str]:
     num_classes = int(recorded.get("num_classes", 2))
     mixer = build_mixer(cfg.mixing.method, num_classes, class_counts=torch.ones(num_classes),
                         **mixer_extras(cfg))
-    return mixer_changes(recorded, {"method": cfg.mixing.method, **mixer.settings()})
+    return mixer_changes(recorded, mixer_record(cfg.mixing.method, mixer))
 
 
 def other_config(planned: list[tuple[Path, dict]]) -> str | None:
