@@ -1,8 +1,10 @@
 """Learning curves of finished runs, and the plateau check that says whether a run was long enough.
 
-A run counts as converged when its balanced test accuracy, over the evaluations in the last 20% of its
-epochs, moves by less than :data:`PLATEAU_POINTS` (max - min, in points). ``ammix report`` adds that
-range to every run as ``curve.tail_range`` and draws the curves of each sweep.
+The tail range is how far a run's balanced test accuracy moves over the evaluations in the last 20% of
+its epochs (max - min, in points); under :data:`PLATEAU_POINTS` the run is on its plateau. ``ammix
+report`` adds it to every run as ``curve.tail_range`` and draws the curves of each sweep. Under a
+cosine schedule the accuracy keeps rising while the learning rate anneals, so docs/results.md decides
+convergence by a length check (the same runs at twice the epochs) and shows this range beside it.
 """
 
 from __future__ import annotations
