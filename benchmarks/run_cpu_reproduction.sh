@@ -2,7 +2,7 @@
 # The converged CPU-scale evidence of docs/results.md, in the order it is run (what answers the most
 # first), one run at a time on 2 cores. Each command resumes where it stopped (finished runs are
 # skipped), so the script can be re-run until all is finished. Budgets, measured on the 2-core EPYC
-# with bf16, are in each sweep file: about 19.5 hours in all.
+# with bf16, are in each sweep file: about 20.5 hours in all.
 #   bash benchmarks/run_cpu_reproduction.sh > runs/reproduction.log 2>&1
 set -u
 cd "$(dirname "$0")/.."
@@ -22,5 +22,5 @@ ammix sweep $S/c2f-fashion-mnist-cpu.yaml --runs-dir runs                       
 ammix sweep $S/c2f-fashion-mnist-cpu-scratch.yaml --runs-dir runs
 ammix toy configs/toy-mini-cifar-cpu.yaml --out runs/toy-mini-cifar-jpeg-cpu     # 2.7 h
 ammix sweep $S/ablation-balanced-fashion-mnist-cpu.yaml --runs-dir runs          # 2 h
-ammix sweep $S/c2f-cifar10-jpeg-cpu.yaml --runs-dir runs                         # 2.5 h
+ammix sweep $S/c2f-cifar10-jpeg-cpu.yaml --runs-dir runs                         # 2.5 h + 65 min (length)
 ammix sweep $S/c2f-cifar10-jpeg-cpu-scratch.yaml --runs-dir runs
