@@ -1,10 +1,10 @@
 """Learning curves of finished runs, and the plateau check that says whether a run was long enough.
 
 The tail range is how far a run's balanced test accuracy moves over the evaluations in the last 20% of
-its epochs (max - min, in points); under :data:`PLATEAU_POINTS` the run is on its plateau. ``ammix
-report`` adds it to every run as ``curve.tail_range`` and draws the curves of each sweep. Under a
-cosine schedule the accuracy keeps rising while the learning rate anneals, so docs/results.md decides
-convergence by a length check (the same runs at twice the epochs) and shows this range beside it.
+its epochs (max - min, in points); under 1 point the run is on its plateau. ``ammix report`` adds it
+to every run as ``curve.tail_range`` and draws the curves of each sweep. Under a cosine schedule the
+accuracy keeps rising while the learning rate anneals, so docs/results.md decides convergence by a
+length check (the same runs at twice the epochs) and shows this range beside it.
 """
 
 from __future__ import annotations
@@ -18,7 +18,6 @@ from ..engine.rundir import read_metrics
 
 CURVE_METRIC = "balanced_acc"
 TAIL_FRACTION = 0.2
-PLATEAU_POINTS = 1.0
 
 
 def slug(text: str) -> str:
