@@ -50,3 +50,22 @@ def test_report_adds_the_tail_range_and_draws_the_curves(tmp_path, capsys):
     markdown = out["markdown"].read_text()
     assert "figures/curves_lt.png" in markdown
     assert "curve.tail_range" in markdown and "reached its plateau" in markdown
+
+
+def test_report_shows_how_far_the_lbfgs_probe_went(tmp_path):
+    root = tmp_path / "runs"
+    _write_curve(root / "c2f" / "ce" / "seed0" / "pretrain", [50.0, 60.0])
+    probe = root / "c2f" / "ce" / "seed0" / "probe"
+    _write_curve(probe, [61.0], eval_every=1)
+    line = {"epoch": 1, "train_loss": 0.9, "probe_iterations": 256, "probe_grad_max": 9.4e-6,
+            "balanced_acc": 61.0}
+    (probe / "metrics.jsonl").write_text(json.dumps(line) + "\n")
+    runs = {r["stage"]: r["metrics"] for r in rep.collect_runs(root)}
+    assert runs["probe"]["probe.iterations"] == 256
+    assert runs["probe"]["probe.grad_max"] == pytest.approx(9.4e-6)
+    assert not any(key.startswith("probe.") for key in runs["pretrain"])  # trained by SGD: no probe fit
+    markdown = rep.report(root, tmp_path / "out", echo=False)["markdown"].read_text()
+    assert "probe.grad_max" in markdown and "the probe converged" in markdown
+    from ammix.engine.probe import GRAD_TOLERANCE
+
+    assert f"at most {GRAD_TOLERANCE:g} " in rep.metric_definition("probe.grad_max")  # quotes the code

@@ -47,6 +47,9 @@ METRIC_DEFINITIONS: dict[str, str] = {
     # metrics.jsonl (ammix.experiments.curves)
     "tail_range": "max - min of the balanced test accuracy over the evaluations in the last 20% of the "
                   "epochs (points); below 1: the run reached its plateau",
+    "grad_max": "largest absolute entry of the gradient of the L-BFGS probe's objective where the fit "
+                "stopped; at most 1e-05 (ammix.engine.probe.GRAD_TOLERANCE): the probe converged",
+    "iterations": "L-BFGS iterations of the probe's fit",
     "ece": "expected calibration error: over 15 equal-width bins of the max softmax probability, the sum "
            "of |accuracy - mean confidence| weighted by the bin's share of test images (in [0, 1])",
 }
@@ -57,6 +60,7 @@ METRIC_SOURCES: dict[str, str] = {
     "best": "summary.json, the evaluation with the best train.best_metric",
     "analysis": "analysis.json, the last checkpoint",
     "curve": "metrics.jsonl, the learning curve",
+    "probe": "metrics.jsonl, the fit of the L-BFGS probe (train.probe: lbfgs)",
 }
 
 #: An ``analysis.fine_<key>`` metric: ``<key>`` against the fine labels, for a run trained on coarse ones.

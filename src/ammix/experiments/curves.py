@@ -27,8 +27,12 @@ def slug(text: str) -> str:
 
 def learning_curve(run_dir: str | os.PathLike, metric: str = CURVE_METRIC) -> tuple[list[int], list[float]]:
     """The (epochs, values) of ``metric`` at each evaluation recorded in the run's metrics.jsonl."""
-    points = [(m["epoch"], float(m[metric])) for m in read_metrics(Path(run_dir))
-              if m.get(metric) is not None]
+    return curve_points(read_metrics(Path(run_dir)), metric)
+
+
+def curve_points(lines: Sequence[dict], metric: str = CURVE_METRIC) -> tuple[list[int], list[float]]:
+    """The (epochs, values) of ``metric`` in metrics.jsonl lines, at the epochs that evaluated it."""
+    points = [(m["epoch"], float(m[metric])) for m in lines if m.get(metric) is not None]
     return [e for e, _ in points], [v for _, v in points]
 
 

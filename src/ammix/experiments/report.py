@@ -11,7 +11,9 @@ a stage folder in one, without ``summary.json``) are left out, counted and liste
   else the config's ``seed``), ``path``, ``config`` and ``metrics``: every numeric leaf of
   ``summary.json`` under its dotted key (``"last.acc"``, ``"best.groups.few"``) and of
   ``analysis.json`` under ``"analysis.<key>"``; a list of numbers (per-class values) is kept as a list
-  of floats (``None`` inside it becomes NaN). Booleans and strings are left out.
+  of floats (``None`` inside it becomes NaN). Booleans and strings are left out. From
+  ``metrics.jsonl``: ``curve.tail_range`` (:mod:`ammix.experiments.curves`) and, for an L-BFGS probe,
+  ``probe.iterations`` and ``probe.grad_max`` (:func:`probe_fit`).
 - :func:`aggregate` groups the records by (sweep, stage, variant): per metric the mean and the
   **sample** standard deviation (``ddof=1``) over the runs that have it; with one run the std is
   ``0.0`` in the rows, blank in the CSV and not shown in the Markdown (it cannot be estimated).
@@ -66,7 +68,8 @@ import yaml
 from ammix.analysis.definitions import metric_definition
 from ammix.losses import loss_label
 
-from .curves import learning_curve, plot_learning_curves, slug, tail_range
+from ..engine.rundir import read_metrics
+from .curves import curve_points, plot_learning_curves, slug, tail_range
 
 __all__ = [
     "ACCURACY_SCALE",
@@ -103,6 +106,7 @@ PREFERRED_METRICS: tuple[tuple[str, ...], ...] = (
     ("analysis.neighbour_uniformity",),
     ("analysis.margin_ratio",),
     ("curve.tail_range",),
+    ("probe.grad_max",),
     ("wall_time_s", "time.wall_s"),
 )
 
@@ -236,14 +240,30 @@ def scan_runs(runs_dir: str | os.PathLike,
                 _flatten(analysis, "analysis", metrics, ACCURACY_SCALE["analysis.json"])
             except (OSError, ValueError):
                 pass  # the run's accuracies still count; its analysis columns stay empty
-        span = tail_range(*learning_curve(here))
+        lines = read_metrics(here)
+        span = tail_range(*curve_points(lines))
         if span is not None:
             metrics["curve.tail_range"] = span
+        metrics.update(probe_fit(lines))
         config = _read_config(here / "config.yaml")
         sweep, variant, stage, seed = _group_keys(rel, runs_dir, config)
         records.append({"sweep": sweep, "variant": variant, "stage": stage, "seed": seed,
                         "path": str(here), "config": config, "metrics": metrics})
     return records, unfinished
+
+
+#: What an L-BFGS probe (``train.probe: lbfgs``) records of its fit in metrics.jsonl, and its report name.
+PROBE_FIT_KEYS = {"probe_iterations": "probe.iterations", "probe_grad_max": "probe.grad_max"}
+
+
+def probe_fit(lines: Sequence[dict]) -> dict[str, float]:
+    """How far a run's L-BFGS probe went (``probe.iterations``, ``probe.grad_max``: converged below
+    ``ammix.engine.probe.GRAD_TOLERANCE``), from the last metrics.jsonl line that holds them; ``{}``
+    for a run trained by SGD."""
+    for line in reversed(lines):
+        if "probe_grad_max" in line:
+            return {name: float(line[key]) for key, name in PROBE_FIT_KEYS.items() if key in line}
+    return {}
 
 
 def collect_runs(runs_dir: str | os.PathLike) -> list[dict]:
