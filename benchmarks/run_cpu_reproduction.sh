@@ -2,7 +2,7 @@
 # The converged CPU-scale evidence of docs/results.md, in the order it is run (what answers the most
 # first), one run at a time on 2 cores. Each command resumes where it stopped (finished runs are
 # skipped), so the script can be re-run until all is finished. Budgets, measured on the 2-core EPYC
-# with bf16, are in each sweep file: about 25 hours in all.
+# with bf16, are in each sweep file: about 28 hours in all.
 #   bash benchmarks/run_cpu_reproduction.sh > runs/reproduction.log 2>&1
 set -u
 cd "$(dirname "$0")/.."
@@ -23,6 +23,7 @@ ammix sweep $S/c2f-fashion-mnist-cpu-scratch.yaml --runs-dir runs
 ammix sweep $S/lt-cifar10-jpeg-cnn-cpu.yaml --runs-dir runs --only mixup-200ep manifold_mixup-200ep cutmix-200ep remix-200ep  # 2.7 h
 ammix sweep $S/lt-cifar10-jpeg-cnn-cpu.yaml --runs-dir runs --only ce-400ep am_mixup-400ep  # 2.7 h
 ammix toy configs/toy-mini-cifar-cpu.yaml --out runs/toy-mini-cifar-jpeg-cpu     # 2.7 h
-ammix sweep $S/ablation-balanced-fashion-mnist-cpu.yaml --runs-dir runs          # 2 h
+ammix toy configs/toy-mini-cifar-cpu.yaml train.epochs=60 --methods ce am_mixup --out runs/toy-mini-cifar-jpeg-cpu-60ep  # 1.8 h
+ammix sweep $S/ablation-balanced-fashion-mnist-cpu.yaml --runs-dir runs          # 2.3 h + 55 min (length)
 ammix sweep $S/c2f-cifar10-jpeg-cpu.yaml --runs-dir runs                         # 2.5 h + 65 min (length)
 ammix sweep $S/c2f-cifar10-jpeg-cpu-scratch.yaml --runs-dir runs
