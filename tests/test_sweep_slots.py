@@ -1,13 +1,16 @@
 """Packing sweep runs onto GPUs: ``--gpus 0,0,1`` runs three at a time, two on GPU 0 and one on GPU 1,
-each run seeing only its GPU (CUDA_VISIBLE_DEVICES); checked with a fake ``ammix train``."""
+each run seeing only its GPU (CUDA_VISIBLE_DEVICES); and the order of coarse-to-fine stages; checked
+with a fake ``ammix train``."""
 
 from __future__ import annotations
 
 import threading
 import time
 from collections import Counter
+from pathlib import Path
 
 import pytest
+import yaml
 from common import SMOKE
 
 from ammix.cli import main
@@ -51,3 +54,30 @@ def test_repeated_gpu_ids_pack_runs_onto_one_gpu(tmp_path, monkeypatch, capsys):
 def test_bad_gpu_list_is_a_usage_error(capsys):
     assert main(["sweep", str(SMOKE), "--methods", "ce", "--gpus", "a,b", "--dry-run"]) == 2
     assert "--gpus 'a,b'" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("jobs", [1, 2])
+def test_coarse_to_fine_order(tmp_path, monkeypatch, jobs):
+    # One at a time, each pipeline is whole before the next starts (a sweep stopped early leaves whole
+    # pipelines); several at a time, every pre-training comes before any transfer stage.
+    order = []
+
+    def fake_train(command, stdout, stderr, env):
+        run_dir = Path(command[command.index("--run-dir") + 1])
+        order.append("/".join(run_dir.parts[-3:]))
+        (run_dir / "summary.json").write_text("{}")
+        return 0
+
+    monkeypatch.setattr(S.subprocess, "call", fake_train)
+    monkeypatch.setattr(S, "analyze_run", lambda run_dir: None)
+    spec = tmp_path / "c2f.yaml"
+    spec.write_text(yaml.safe_dump({"name": "c2f", "config": str(SMOKE), "protocol": "coarse_to_fine",
+                                    "seeds": [0], "variants": {"ce": {}, "am": {}}}, sort_keys=False))
+    assert S.run_sweep(S.load_sweep(spec), tmp_path / "runs", jobs=jobs) == 0
+    pipelines = ["ce/seed0/pretrain", "ce/seed0/probe", "ce/seed0/finetune",
+                 "am/seed0/pretrain", "am/seed0/probe", "am/seed0/finetune"]
+    if jobs == 1:
+        assert order == pipelines
+    else:
+        assert sorted(order[:2]) == ["am/seed0/pretrain", "ce/seed0/pretrain"]
+        assert sorted(order[2:]) == sorted(pipelines[1:3] + pipelines[4:])

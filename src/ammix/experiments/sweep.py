@@ -27,8 +27,10 @@ folder made with another config (its config.yaml differs from the config the run
 the rule ``--resume`` applies, or its summary.json records a mixer built with other options: a default
 changed since) is refused, never reused: give the changed sweep its own ``--name``.
 
-``--jobs N`` runs N at a time; ``--gpus 0,1`` one at a time on each GPU, and a repeated id packs runs
-onto one GPU: ``--gpus 0,0,0,0`` runs four at a time, each with ``CUDA_VISIBLE_DEVICES=0``.
+One at a time (the default), the runs go in the planned order: seed by seed, each variant's stages
+together. ``--jobs N`` runs N at a time (all pre-trainings first, then the transfer stages);
+``--gpus 0,1`` one at a time on each GPU, and a repeated id packs runs onto one GPU:
+``--gpus 0,0,0,0`` runs four at a time, each with ``CUDA_VISIBLE_DEVICES=0``.
 """
 
 from __future__ import annotations
@@ -300,11 +302,14 @@ def run_sweep(sweep: Sweep, runs_dir: Path, jobs: int = 1, gpus: list[str] | Non
             analyze_run(run.run_dir)
         return code == 0
 
-    # Pre-training runs first; the transfer stages that wait on them go in a second wave.
-    with ThreadPoolExecutor(max_workers=len(slots)) as pool:
-        list(pool.map(launch, [run for run in todo if run.after is None]))
-    with ThreadPoolExecutor(max_workers=len(slots)) as pool:
-        list(pool.map(launch, [run for run in todo if run.after is not None]))
+    # One at a time, the planned order: each (variant, seed) finishes its stages before the next starts,
+    # so a sweep stopped early leaves whole pipelines. Several at a time: pre-training runs first, the
+    # transfer stages that wait on them in a second wave.
+    pretrainings = [run for run in todo if run.after is None]
+    waves = [todo] if len(slots) == 1 else [pretrainings, [run for run in todo if run.after is not None]]
+    for wave in waves:
+        with ThreadPoolExecutor(max_workers=len(slots)) as pool:
+            list(pool.map(launch, wave))
     if failed:
         print(f"{len(failed)} run(s) failed: {', '.join(failed)}", file=sys.stderr)
     return len(failed)
