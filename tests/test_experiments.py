@@ -137,6 +137,38 @@ def test_sweep_refuses_a_finished_run_whose_mixer_defaults_changed(tmp_path, cap
     assert main(dry) == 0
 
 
+@pytest.mark.slow
+def test_stages_probe_refits_the_probes_and_refuses_those_fitted_on_raw_features(tmp_path, capsys):
+    spec = write_sweep(tmp_path, protocol="coarse_to_fine", seeds=[0],
+                       overrides={k: yaml.safe_load(v) for k, v in (o.split("=") for o in tiny(1))},
+                       probe={"train.probe": "lbfgs", "train.epochs": 1},
+                       variants={"ce": {"mixing.method": "ce"}})
+    runs = tmp_path / "runs"
+    command = ["sweep", str(spec), "--runs-dir", str(runs), "--stages", "probe"]
+    assert main(command) == 0
+    seed = runs / "s" / "ce" / "seed0"
+    assert sorted(p.name for p in seed.iterdir()) == ["pretrain", "probe"]  # no fine-tuning
+    probe_summary = seed / "probe" / "summary.json"
+    summary = json.loads(probe_summary.read_text())
+    assert summary["probe_fit"] == "standardised" and "probe_fit" not in json.loads(
+        (seed / "pretrain" / "summary.json").read_text())
+    capsys.readouterr()
+    del summary["probe_fit"]  # a probe from before the fit standardised the features
+    probe_summary.write_text(json.dumps(summary))
+    assert main([*command, "--dry-run"]) == 2
+    assert capsys.readouterr().err.startswith(
+        f"ammix sweep: {seed / 'probe'} was made with another config (its L-BFGS probe was fitted on raw "
+        "features, the probe now standardised)")
+    assert main([*command, "--dry-run", "--name", "t"]) == 0  # the new fit in a folder of its own
+
+
+def test_stages_is_for_coarse_to_fine_sweeps_only(tmp_path, capsys):
+    spec = write_sweep(tmp_path, variants={"ce": {"mixing.method": "ce"}})
+    assert main(["sweep", str(spec), "--runs-dir", str(tmp_path), "--stages", "probe", "--dry-run"]) == 2
+    err = capsys.readouterr().err
+    assert err == f"ammix sweep: --stages: only for a coarse_to_fine sweep ({spec} is train)\n"
+
+
 def test_analyze_command_on_a_finished_run(tmp_path, capsys):
     run_dir = tmp_path / "run"
     assert main(["analyze", str(run_dir)]) == 2

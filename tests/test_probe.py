@@ -1,5 +1,6 @@
 """The L-BFGS linear probe (``train.probe: lbfgs``): the fit against scikit-learn and the optimality
-condition, and end to end on a coarse-pre-trained backbone."""
+condition on standardised features, its invariance to the features' scale, and end to end on a
+coarse-pre-trained backbone."""
 
 from __future__ import annotations
 
@@ -8,11 +9,13 @@ import torch
 import torch.nn.functional as F
 from common import SMOKE, tiny
 from sklearn.linear_model import LogisticRegression
+from sklearn.pipeline import make_pipeline
+from sklearn.preprocessing import StandardScaler
 
 from ammix.data import DeviceLoader
 from ammix.engine import ConfigError, load_checkpoint, load_config, read_metrics, train
 from ammix.engine.loop import load_data, make_model
-from ammix.engine.probe import GRAD_TOLERANCE, extract_features, fit_linear_head
+from ammix.engine.probe import GRAD_TOLERANCE, extract_features, fit_linear_head, standardise
 
 
 def blobs(n_per_class=40, classes=4, dim=5, seed=0):
@@ -26,30 +29,62 @@ def blobs(n_per_class=40, classes=4, dim=5, seed=0):
 @pytest.mark.parametrize("classes", [2, 4])
 def test_fit_is_the_optimum_of_the_penalized_objective(classes):
     x, y = blobs(classes=classes)
+    x = 3.0 + x * torch.tensor([1.0, 10.0, 0.1, 1.0, 2.0])  # offsets and scales for the standardising
     wd = 0.01
     fit = fit_linear_head(x, y, classes, wd)
     assert fit.converged and fit.grad_max <= GRAD_TOLERANCE
-    # The gradient of mean CE + wd/2 |W|^2, computed here independently, vanishes at the fit.
-    w = fit.weight.double().requires_grad_()
-    b = fit.bias.double().requires_grad_()
-    loss = F.cross_entropy(x.double() @ w.T + b, y) + 0.5 * wd * w.pow(2).sum()
+    # Mean and population std per dimension, computed here independently.
+    mean = x.double().mean(0)
+    scale = (x.double() - mean).pow(2).mean(0).sqrt()
+    z = (x.double() - mean) / scale
+    # The head on standardised features, V = W * scale and c = b + W @ mean, gives the same logits...
+    v = (fit.weight.double() * scale).requires_grad_()
+    c = (fit.bias.double() + fit.weight.double() @ mean).requires_grad_()
+    assert torch.allclose(z @ v.T + c, x.double() @ fit.weight.double().T + fit.bias.double(), atol=1e-4)
+    # ...and the gradient of mean CE + wd/2 |V|^2 vanishes there.
+    loss = F.cross_entropy(z @ v.T + c, y) + 0.5 * wd * v.pow(2).sum()
     loss.backward()
-    assert w.grad.abs().max() < 1e-4 and b.grad.abs().max() < 1e-4
+    assert v.grad.abs().max() < 1e-4 and c.grad.abs().max() < 1e-4
     assert fit.loss == pytest.approx(loss.item(), rel=1e-6)
     predictions = (x @ fit.weight.T + fit.bias).argmax(1)
     assert fit.train_acc == pytest.approx(100.0 * (predictions == y).float().mean())
 
 
-def test_fit_matches_scikit_learn():
+def test_fit_matches_scikit_learn_after_standard_scaling():
     x, y = blobs()
+    x = x * torch.tensor([1.0, 5.0, 0.2, 1.0, 1.0]) - 2.0
     wd = 0.02
     fit = fit_linear_head(x, y, 4, wd)
-    ref = LogisticRegression(C=1.0 / (wd * len(y)), tol=1e-10, max_iter=10_000).fit(x.numpy(), y.numpy())
+    logistic = LogisticRegression(C=1.0 / (wd * len(y)), tol=1e-10, max_iter=10_000)
+    ref = make_pipeline(StandardScaler(), logistic).fit(x.numpy(), y.numpy())
+    # The pipeline's head in raw coordinates: coef / scale, intercept - (coef / scale) @ mean.
+    scaler = ref.named_steps["standardscaler"]
+    w_ref = torch.tensor(logistic.coef_ / scaler.scale_, dtype=torch.float32)
+    b_ref = logistic.intercept_ - (logistic.coef_ / scaler.scale_) @ scaler.mean_
+    b_ref = torch.tensor(b_ref, dtype=torch.float32)
     # Both stop at a small gradient (this fit at 1e-5), not at the exact optimum: agreement to 1e-3.
     # Softmax logits are defined up to a shift shared by the classes: compare centred biases.
-    assert torch.allclose(fit.weight, torch.tensor(ref.coef_, dtype=torch.float32), atol=1e-3)
-    b_ref = torch.tensor(ref.intercept_, dtype=torch.float32)
+    assert torch.allclose(fit.weight, w_ref, atol=1e-3)
     assert torch.allclose(fit.bias - fit.bias.mean(), b_ref - b_ref.mean(), atol=1e-3)
+
+
+def test_probe_reads_the_same_whatever_the_scale_of_each_dimension():
+    x, y = blobs()
+    stretch, shift = torch.tensor([100.0, 0.01, 1.0, 7.0, 0.5]), torch.tensor([50.0, -3.0, 0.0, 1.0, 9.0])
+    fit, moved = fit_linear_head(x, y, 4, 0.01), fit_linear_head(x * stretch + shift, y, 4, 0.01)
+    logits = x @ fit.weight.T + fit.bias
+    assert torch.allclose((x * stretch + shift) @ moved.weight.T + moved.bias, logits, atol=1e-3)
+    assert moved.loss == pytest.approx(fit.loss, rel=1e-6) and moved.train_acc == fit.train_acc
+
+
+def test_standardise_keeps_constant_dimensions_finite():
+    x = torch.tensor([[1.0, 5.0], [3.0, 5.0]])
+    mean, scale = standardise(x)
+    assert mean.tolist() == [2.0, 5.0]
+    assert scale.tolist() == [1.0, 1.0]  # the population std, 1, and a constant dimension's 1
+    y = torch.tensor([0, 1])
+    fit = fit_linear_head(x, y, 2, 0.1)
+    assert torch.isfinite(fit.weight).all() and fit.weight[:, 1].abs().max() == 0  # the constant is ignored
 
 
 def test_fit_is_deterministic_and_reports_an_unfinished_fit():

@@ -41,6 +41,7 @@ from .config import Config, ConfigError, as_config, component_error, config_from
 from .distributed import DistInfo, all_reduce_sum, barrier, cleanup_distributed, dist_env, init_distributed
 from .evaluate import accuracy_metrics, class_counts_correct
 from .graphed_step import CapturedStep, check_cuda_graph, graph_autocast, use_cuda_graph
+from .probe import FIT as PROBE_FIT
 from .probe import extract_features, fit_linear_head
 from .rundir import (
     CHECKPOINT,
@@ -62,6 +63,7 @@ from .setup import (  # noqa: F401  (re-exported: the loop's helpers were define
     autocast,
     compile_stages,
     derive_seed,
+    emulated_bf16_warning,
     load_data,
     make_loaders,
     make_loss,
@@ -280,9 +282,13 @@ def _train(cfg, run_dir, resume, info, device, amp_dtype, command) -> dict:
         f"ammix: {cfg.model.name} on {t.train_set.name} ({len(t.train_set)} train / {len(t.test_set)} test "
         f"images, {t.num_classes} classes), mixing {cfg.mixing.method}, {epochs} epochs on {device}"
         + (f" x {info.world_size} ranks" if info.enabled else "")
+        + (f" with {str(t.amp_dtype).removeprefix('torch.')} autocast" if t.amp_dtype else " in float32")
         + (f"; resuming after epoch {t.start_epoch}" if t.resumed else "")
         + f"; run folder {run_dir}",
     )
+    warning = emulated_bf16_warning(cfg.train.amp, device)
+    if warning:
+        _say(t, warning)
 
     for epoch in range(t.start_epoch, end_epoch):
         if cfg.train.probe == "lbfgs":
@@ -715,6 +721,8 @@ def _summary(t: Trainer, epochs_done: int, t_start: float, command: str | None) 
         "test_size": len(t.test_set),
         "train_class_counts": t.train_counts,
         "mixer": mixer_record(t.cfg.mixing.method, t.mixer),
+        "autocast": str(t.amp_dtype).removeprefix("torch.") if t.amp_dtype else None,
+        **({"probe_fit": PROBE_FIT} if t.cfg.train.probe == "lbfgs" else {}),
         "run_dir": str(t.run_dir),
         "files": {"config": CONFIG, "metrics": METRICS, "checkpoint": CHECKPOINT},
     }

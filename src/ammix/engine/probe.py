@@ -4,7 +4,11 @@ un-augmented training set, once, and a multinomial logistic regression on them b
 An SGD probe (``train.probe: sgd``, the default) trains the head for ``train.epochs`` epochs of
 augmented batches: each epoch pays a forward pass of the backbone, and whether the head has converged
 depends on the epochs and the learning rate. The L-BFGS probe pays one forward pass and stops when the
-objective's gradient vanishes, so probes of different backbones compare at their optimum.
+objective's gradient vanishes, so probes of different backbones compare at their optimum. The fit runs
+on standardised features (each dimension centred and scaled to unit variance, as scikit-learn's
+``StandardScaler`` before ``LogisticRegression``): the probe then reads the same from features that
+differ only in scale per dimension, and large, collapsed features no longer leave the fit
+ill-conditioned (AM-mixup's coarse-pre-trained probes stopped at a gradient of 1e-4 on raw features).
 """
 
 from __future__ import annotations
@@ -21,18 +25,19 @@ from .evaluate import device_batches
 
 MAX_ITERATIONS = 1000
 GRAD_TOLERANCE = 1e-5  # on the largest gradient entry of the objective
+FIT = "standardised"  # recorded in summary.json: a sweep refuses to reuse probes fitted otherwise
 
 
 @dataclass
 class LinearFit:
     """A fitted linear head and how its fit ended."""
 
-    weight: torch.Tensor  # (classes, features)
+    weight: torch.Tensor  # (classes, features), acting on the raw features
     bias: torch.Tensor  # (classes,)
-    loss: float  # the objective at the end: mean cross-entropy + weight_decay / 2 * |W|^2
+    loss: float  # the objective at the end: mean cross-entropy + weight_decay / 2 * |W_std|^2
     train_acc: float  # % of the training features classified right
     iterations: int
-    grad_max: float  # largest gradient entry at the end
+    grad_max: float  # largest gradient entry of the objective (in standardised weights) at the end
     converged: bool  # grad_max <= GRAD_TOLERANCE
 
 
@@ -56,6 +61,14 @@ def extract_features(
     return torch.cat(features), torch.cat(labels)
 
 
+def standardise(features: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """``(mean, scale)`` of each feature dimension, so that ``(features - mean) / scale`` has zero mean and
+    unit variance (population variance, as ``StandardScaler``); a constant dimension keeps scale 1."""
+    mean = features.mean(0)
+    scale = features.std(0, correction=0)
+    return mean, torch.where(scale > 0, scale, torch.ones_like(scale))
+
+
 def fit_linear_head(
     features: torch.Tensor,
     labels: torch.Tensor,
@@ -63,14 +76,16 @@ def fit_linear_head(
     weight_decay: float,
     max_iterations: int = MAX_ITERATIONS,
 ) -> LinearFit:
-    """Multinomial logistic regression, ``argmin_{W,b} mean CE(features @ W.T + b, labels) +
-    weight_decay / 2 * |W|^2`` (the bias not penalized), by full-batch L-BFGS with a strong-Wolfe line
-    search, from zero weights.
+    """Multinomial logistic regression on standardised features ``z = (features - mean) / scale``:
+    ``argmin_{V,c} mean CE(z @ V.T + c, labels) + weight_decay / 2 * |V|^2`` (the bias not penalized), by
+    full-batch L-BFGS with a strong-Wolfe line search, from zero weights; returned as the equivalent head
+    on the raw features, ``W = V / scale``, ``b = c - W @ mean``.
 
     ``weight_decay`` > 0 keeps the optimum finite on separable features (it is ``1 / (C * n)`` of
-    scikit-learn's ``LogisticRegression``). Deterministic: same inputs, same fit.
+    scikit-learn's ``LogisticRegression`` after a ``StandardScaler``). Deterministic: same inputs, same fit.
     """
-    x = features.double()
+    mean, scale = standardise(features.double())
+    x = (features.double() - mean) / scale
     y = labels.long()
     weight = torch.zeros(num_classes, x.shape[1], dtype=x.dtype, requires_grad=True)
     bias = torch.zeros(num_classes, dtype=x.dtype, requires_grad=True)
@@ -95,9 +110,11 @@ def fit_linear_head(
     grad_max = max(weight.grad.abs().max().item(), bias.grad.abs().max().item())
     with torch.no_grad():
         train_acc = 100.0 * ((x @ weight.T + bias).argmax(1) == y).double().mean().item()
+        raw_weight = weight / scale
+        raw_bias = bias - raw_weight @ mean
     return LinearFit(
-        weight=weight.detach().float(),
-        bias=bias.detach().float(),
+        weight=raw_weight.float(),
+        bias=raw_bias.float(),
         loss=loss.item(),
         train_acc=train_acc,
         iterations=optimizer.state[weight]["n_iter"],  # L-BFGS keeps its state under the first parameter

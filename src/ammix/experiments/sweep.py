@@ -14,7 +14,8 @@ A sweep file names a base training config and the variants to run on it::
 Protocol ``coarse_to_fine`` runs three stages per (variant, seed): ``pretrain`` (the variant on the
 coarse labels), then ``probe`` (a linear probe on the frozen pre-trained backbone, fine labels, plain
 cross-entropy) and ``finetune`` (all weights, fine labels, plain cross-entropy); the sweep keys
-``probe`` and ``finetune`` hold their extra overrides.
+``probe`` and ``finetune`` hold their extra overrides, and ``--stages probe`` runs the pre-trainings and
+probes only (say, to refit the probes after the probe changed).
 
 A plain training config can be swept too: ``ammix sweep CONFIG --methods ce am_mixup --seeds 0 1``.
 Each run is ``ammix train BASE OVERRIDES``, so the mixing-options rule of ``ammix.engine.config``
@@ -24,8 +25,9 @@ Every run's config is validated before the first run starts (and by ``--dry-run`
 Runs write ``RUNS/<name>/<variant>/seed<S>[/<stage>]``. A finished run (summary.json) is skipped, an
 interrupted one (last.pt) resumed, so a sweep can be stopped and started again at any point. A run
 folder made with another config (its config.yaml differs from the config the run would use now, by
-the rule ``--resume`` applies, or its summary.json records a mixer built with other options: a default
-changed since) is refused, never reused: give the changed sweep its own ``--name``.
+the rule ``--resume`` applies, or its summary.json records a mixer built with other options, a default
+changed since, or an L-BFGS probe fitted otherwise) is refused, never reused: give the changed sweep its
+own ``--name``.
 
 One at a time (the default), the runs go in the planned order: seed by seed, each variant's stages
 together. ``--jobs N`` runs N at a time (all pre-trainings first, then the transfer stages);
@@ -51,11 +53,13 @@ import yaml
 from ammix.engine import ConfigError, apply_overrides, config_from_dict, load_config, read_yaml
 from ammix.engine.config import mixer_extras
 from ammix.engine.loop import config_changes, mixer_changes, mixer_record
+from ammix.engine.probe import FIT as PROBE_FIT
 from ammix.mixing import build_mixer
 
 from .analyze import analyze_run
 
 PROTOCOLS = ("train", "coarse_to_fine")
+TRANSFER_STAGES = ("probe", "finetune")  # coarse_to_fine: after each pre-training, in this order
 SWEEP_KEYS = {"name", "config", "protocol", "seeds", "overrides", "variants", "probe", "finetune"}
 
 
@@ -83,6 +87,7 @@ class Sweep:
     variants: dict = field(default_factory=dict)
     probe: dict = field(default_factory=dict)
     finetune: dict = field(default_factory=dict)
+    transfer_stages: tuple[str, ...] = TRANSFER_STAGES  # coarse_to_fine: the stages after pre-training
 
 
 def load_sweep(path: Path, methods: list[str] | None = None, seeds: list[int] | None = None) -> Sweep:
@@ -142,13 +147,13 @@ def plan_runs(sweep: Sweep, runs_dir: Path) -> list[Run]:
                 "mixing.method": "ce",
                 "model.init_from": str(folder / "pretrain"),
             }
-            probe = {**transfer, "train.freeze_backbone": True, **sweep.probe}
-            finetune = {**transfer, **sweep.finetune}
-            runs += [
-                pretrain,
-                Run(folder / "probe", probe, after=pretrain, label=f"{variant}/seed{seed}/probe"),
-                Run(folder / "finetune", finetune, after=pretrain, label=f"{variant}/seed{seed}/finetune"),
-            ]
+            stages = {
+                "probe": {**transfer, "train.freeze_backbone": True, **sweep.probe},
+                "finetune": {**transfer, **sweep.finetune},
+            }
+            runs.append(pretrain)
+            runs += [Run(folder / stage, stages[stage], after=pretrain, label=f"{label}/{stage}")
+                     for stage in TRANSFER_STAGES if stage in sweep.transfer_stages]
     return runs
 
 
@@ -214,6 +219,18 @@ def recorded_mixer_changes(run_dir: Path, wanted: dict) -> list[str]:
     return mixer_changes(recorded, mixer_record(cfg.mixing.method, mixer))
 
 
+def recorded_probe_changes(run_dir: Path, wanted: dict) -> list[str]:
+    """How the L-BFGS probe a finished run recorded (summary.json ``probe_fit``) differs from the one
+    the probe fits now (``ammix.engine.probe.FIT``); ``[]`` for a run without an L-BFGS probe."""
+    summary = run_dir / "summary.json"
+    if config_from_dict(wanted).train.probe != "lbfgs" or not summary.is_file():
+        return []
+    recorded = json.loads(summary.read_text()).get("probe_fit", "on raw features")
+    if recorded == PROBE_FIT:
+        return []
+    return [f"its L-BFGS probe was fitted {recorded}, the probe now {PROBE_FIT}"]
+
+
 def other_config(planned: list[tuple[Path, dict]]) -> str | None:
     """Why a finished or started run folder of ``planned`` ((run_dir, resolved config) pairs) cannot be
     reused: it was made with another config, and reusing it would report the old config's numbers under
@@ -221,7 +238,8 @@ def other_config(planned: list[tuple[Path, dict]]) -> str | None:
     mismatched = []
     for run_dir, wanted in planned:
         if is_finished(run_dir) or (run_dir / "last.pt").is_file():
-            changes = saved_config_changes(run_dir, wanted) or recorded_mixer_changes(run_dir, wanted)
+            changes = (saved_config_changes(run_dir, wanted) or recorded_mixer_changes(run_dir, wanted)
+                       or recorded_probe_changes(run_dir, wanted))
             if changes:
                 mismatched.append((run_dir, changes))
     if not mismatched:
@@ -327,6 +345,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--set", nargs="+", default=[], metavar="KEY=VALUE",
                         help="overrides for every run (e.g. data.imbalance_factor=50)")
     parser.add_argument("--name", help="the sweep's folder name (default: the file's name key)")
+    parser.add_argument("--stages", nargs="+", choices=TRANSFER_STAGES,
+                        help="coarse_to_fine: the stages to run after each pre-training (default: both); "
+                        "e.g. --stages probe to refit the probes without fine-tuning again")
     parser.add_argument("--dry-run", action="store_true",
                         help="check every run's config, print the commands and exit")
 
@@ -345,6 +366,10 @@ def sweep_from_args(args: argparse.Namespace) -> Sweep:
         if unknown:
             raise SweepError(f"unknown variant(s) {', '.join(unknown)}; known: {', '.join(sweep.variants)}")
         sweep.variants = {v: sweep.variants[v] for v in args.only}
+    if args.stages:
+        if sweep.protocol != "coarse_to_fine":
+            raise SweepError(f"--stages: only for a coarse_to_fine sweep ({args.spec} is {sweep.protocol})")
+        sweep.transfer_stages = tuple(args.stages)
     if args.jobs < 1:
         raise SweepError("--jobs must be >= 1")
     return sweep
