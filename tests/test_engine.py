@@ -347,3 +347,24 @@ def test_resume_of_a_run_from_before_the_loss_section(tmp_path):
     assert train(tiny(), run_dir, resume=True)["finished"]
     with pytest.raises(ConfigError, match=r"loss.name: 'ce' -> 'ldam'"):
         train(tiny("loss.name=ldam"), run_dir, resume=True)
+
+
+def test_bf16_on_a_cpu_without_it_warns_and_auto_trains_in_float32(tmp_path, monkeypatch, capsys):
+    from ammix.engine import setup
+
+    cpu = torch.device("cpu")
+    monkeypatch.setattr(setup, "cpu_has_native_bf16", lambda: False)
+    assert setup.resolve_amp("auto", cpu) is None and setup.resolve_amp("bf16", cpu) is torch.bfloat16
+    assert "emulated" in setup.emulated_bf16_warning("bf16", cpu)
+    assert setup.emulated_bf16_warning("auto", cpu) is None
+    assert setup.emulated_bf16_warning("off", cpu) is None
+    train(tiny("train.epochs=1", "train.amp=bf16"), tmp_path / "bf16")
+    header, warning = capsys.readouterr().out.splitlines()[:2]
+    assert header.endswith(f"on cpu with bfloat16 autocast; run folder {tmp_path / 'bf16'}")
+    assert warning.startswith("ammix: warning: train.amp = 'bf16' on a CPU without native bf16")
+
+    monkeypatch.setattr(setup, "cpu_has_native_bf16", lambda: True)
+    assert setup.resolve_amp("auto", cpu) is torch.bfloat16
+    assert setup.emulated_bf16_warning("bf16", cpu) is None
+    train(tiny("train.epochs=1", "train.amp=off"), tmp_path / "off")
+    assert "on cpu in float32; run folder" in capsys.readouterr().out.splitlines()[0]

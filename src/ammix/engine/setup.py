@@ -73,6 +73,18 @@ def resolve_amp(mode: str, device: torch.device) -> torch.dtype | None:
     return {"bf16": torch.bfloat16, "fp16": torch.float16}.get(mode)
 
 
+def emulated_bf16_warning(mode: str, device: torch.device) -> str | None:
+    """A warning for ``train.amp = 'bf16'`` on a CPU that emulates bf16 (no AVX-512 BF16 or AMX): there
+    autocast is far slower than float32 (benchmarks/results/amp_bf16_cpu_avx2.json); None otherwise."""
+    if mode != "bf16" or device.type != "cpu" or cpu_has_native_bf16():
+        return None
+    return (
+        "ammix: warning: train.amp = 'bf16' on a CPU without native bf16 (no AVX-512 BF16 or AMX): "
+        "emulated, several times slower than float32 (benchmarks/results/amp_bf16_cpu_avx2.json); "
+        "train.amp=auto or off trains in float32 here"
+    )
+
+
 def autocast(device: torch.device, dtype: torch.dtype | None):
     return torch.autocast(device.type, dtype=dtype) if dtype is not None else contextlib.nullcontext()
 
