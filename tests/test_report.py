@@ -306,3 +306,25 @@ def test_every_column_is_defined_in_the_report(runs, tmp_path, capsys):
         main(["report", "--help"])
     help_text = capsys.readouterr().out
     assert ":func:" not in help_text and "paired.csv" in help_text and "--baseline VARIANT" in help_text
+
+
+def test_kept_run_files_rebuild_the_report_and_join_later_runs(runs, tmp_path):
+    (runs / "lt" / "ce" / "seed0" / "last.pt").write_bytes(b"checkpoint")
+    out = tmp_path / "kept"
+    assert _cli([str(runs), "--out", str(out), "--keep-runs"]) == 0
+    kept = out / "runs"
+    kept_files = sorted(p.name for p in (kept / "lt" / "ce" / "seed0").iterdir())
+    assert kept_files == ["analysis.json", "config.yaml", "summary.json"]  # no checkpoint
+    assert (kept / "c2f" / "mixup" / "seed0" / "probe" / "summary.json").is_file()
+    assert not (kept / "lt" / "am_mixup" / "seed3").exists()  # unfinished: not reported, not kept
+    # From the kept files alone (the runs folder gone), the same runs.csv, and reporting them in place
+    # keeps them as they are.
+    first = (out / "runs.csv").read_text()
+    rebuilt = rep.report(kept, out, keep_runs=True, echo=False)
+    assert rebuilt["runs_csv"].read_text() == first
+    # A run made later, copied beside the kept ones, joins the tables and the seed-matched pairs.
+    _write_run(kept / "lt" / "mixup" / "seed0", method="mixup", summary=_summary(71.0, [70.0, 72.0]))
+    rep.report(kept, out, baselines=["mixup"], echo=False)
+    paired = list(csv.DictReader((out / "paired.csv").open()))
+    assert {(row["variant"], row["pairs"]) for row in paired if row["sweep"] == "lt"} == {("ce", "1"),
+                                                                                          ("am_mixup", "1")}

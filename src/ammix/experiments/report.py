@@ -56,6 +56,7 @@ import json
 import math
 import os
 import re
+import shutil
 import sys
 from collections.abc import Iterable, Sequence
 from importlib import resources
@@ -795,14 +796,35 @@ def write_figures(rows: Sequence[dict], out_dir: str | os.PathLike) -> dict[tupl
 
 # -------------------------------------------------------------------------------------------- report
 
+#: The small files of a run that the report reads (no checkpoints): what ``--keep-runs`` copies.
+RUN_FILES = ("config.yaml", "summary.json", "analysis.json", "metrics.jsonl")
+
+
+def keep_run_files(records: Sequence[dict], dest: Path) -> Path:
+    """Copy each run's :data:`RUN_FILES` to ``dest/<sweep>/<variant>[/seed<S>][/<stage>]``, so that
+    ``ammix report dest`` rebuilds the report, and joins later runs, without the original runs folder."""
+    for record in records:
+        parts = [record["sweep"] or "runs", record["variant"]]
+        parts += [f"seed{record['seed']}"] if record["seed"] is not None else []
+        folder = dest.joinpath(*parts, *filter(None, record["stage"].split("/")))
+        folder.mkdir(parents=True, exist_ok=True)
+        for name in RUN_FILES:
+            source = Path(record["path"]) / name
+            # a kept run reported again is its own copy
+            if source.is_file() and source.resolve() != (folder / name).resolve():
+                shutil.copyfile(source, folder / name)
+    return dest
+
+
 
 def report(runs_dir: str | os.PathLike, out_dir: str | os.PathLike | None = None,
            metrics: Sequence[str] | None = None, *, baselines: Sequence[str] = (),
-           echo: bool = True) -> dict[str, Any]:
+           keep_runs: bool = False, echo: bool = True) -> dict[str, Any]:
     """Aggregate the finished runs under ``runs_dir`` and write ``report.md``, ``report.csv``,
     ``runs.csv``, ``per_class.csv`` (when there are per-class lists), ``paired.csv`` (the seed-matched
     differences to each variant of ``baselines``, :func:`paired_differences`) and the figures
-    (``figures/``) into ``out_dir`` (default ``runs_dir/report``); print the Markdown when ``echo``.
+    (``figures/``) into ``out_dir`` (default ``runs_dir/report``), with ``keep_runs`` the runs' small
+    files too (``out_dir/runs``, :func:`keep_run_files`); print the Markdown when ``echo``.
 
     Returns ``{"markdown": Path, "csv": Path, "runs_csv": Path, "per_class_csv": Path | None,
     "paired_csv": Path | None, "figures": [Path, ...]}``.
@@ -850,6 +872,8 @@ def report(runs_dir: str | os.PathLike, out_dir: str | os.PathLike | None = None
     runs_csv = write_runs_csv(records, scalar_columns, out_dir / "runs.csv")
     per_class = _write_per_class_csv(rows, out_dir / "per_class.csv")
     paired_csv = write_paired_csv(paired, out_dir / "paired.csv") if baselines else None
+    if keep_runs:
+        keep_run_files(records, out_dir / "runs")
     if echo:
         print(markdown, end="")
     return {"markdown": md_path, "csv": csv_path, "runs_csv": runs_csv, "per_class_csv": per_class,
@@ -893,12 +917,17 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="also compare every other variant with VARIANT seed by seed (same seed, "
                              "same data order): mean ± std of the per-seed differences, per column, in "
                              "report.md and paired.csv")
+    parser.add_argument("--keep-runs", action="store_true",
+                        help="also copy every run's small files (" + ", ".join(RUN_FILES) + ") into "
+                             "FOLDER/runs: `ammix report FOLDER/runs` then rebuilds the report, and joins "
+                             "later runs copied beside them, without the original runs folder")
 
 
 def run(args: argparse.Namespace) -> int:
     """``ammix report``: 0 on success, 2 (one line on stderr) for a missing or empty runs folder."""
     try:
-        paths = report(args.runs_dir, args.out, args.metrics, baselines=args.baseline)
+        paths = report(args.runs_dir, args.out, args.metrics, baselines=args.baseline,
+                       keep_runs=args.keep_runs)
     except ReportError as err:
         print(f"ammix report: {err}", file=sys.stderr)
         return 2
