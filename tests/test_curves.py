@@ -69,3 +69,15 @@ def test_report_shows_how_far_the_lbfgs_probe_went(tmp_path):
     from ammix.engine.probe import GRAD_TOLERANCE
 
     assert f"at most {GRAD_TOLERANCE:g} " in rep.metric_definition("probe.grad_max")  # quotes the code
+
+
+def test_report_names_the_probe_fits_that_stopped_above_the_tolerance(tmp_path):
+    root = tmp_path / "runs"
+    for seed, grad in ((0, 9.4e-6), (1, 2.4e-4)):
+        probe = root / "c2f" / "am_mixup" / f"seed{seed}" / "probe"
+        _write_curve(probe, [61.0], eval_every=1)
+        line = {"epoch": 1, "probe_iterations": 1000, "probe_grad_max": grad, "balanced_acc": 61.0}
+        (probe / "metrics.jsonl").write_text(json.dumps(line) + "\n")
+    markdown = rep.report(root, tmp_path / "out", echo=False)["markdown"].read_text()
+    assert ("1 L-BFGS probe fit(s) stopped above the gradient tolerance 1e-05 (probe.grad_max), their probe "
+            "numbers those of an unfinished fit: am_mixup/seed1.") in markdown

@@ -69,6 +69,7 @@ import yaml
 from ammix.analysis.definitions import metric_definition
 from ammix.losses import loss_label
 
+from ..engine.probe import GRAD_TOLERANCE
 from ..engine.rundir import read_metrics
 from .curves import curve_points, plot_learning_curves, slug, tail_range
 
@@ -859,6 +860,12 @@ def report(runs_dir: str | os.PathLike, out_dir: str | os.PathLike | None = None
         notes.append(f"{len(unfinished)} unfinished run(s) left out (no summary.json): {shown}{more}.")
     if missing:
         notes.append(f"requested metric(s) found in no run: {', '.join(missing)}.")
+    unfinished_fits = [r for r in records if r["metrics"].get("probe.grad_max", 0.0) > GRAD_TOLERANCE]
+    if unfinished_fits:
+        shown = ", ".join(f"{r['variant']}/seed{r['seed']}" for r in unfinished_fits[:20])
+        notes.append(f"{len(unfinished_fits)} L-BFGS probe fit(s) stopped above the gradient tolerance "
+                     f"{GRAD_TOLERANCE:g} (probe.grad_max), their probe numbers those of an unfinished fit: "
+                     f"{shown}.")
     unpaired = [b for b in baselines if not any(d["baseline"] == b for d in paired)]
     if unpaired:
         notes.append(f"baseline(s) without a seed-matched run of another variant: {', '.join(unpaired)}.")
