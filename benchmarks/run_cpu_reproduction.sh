@@ -2,7 +2,10 @@
 # The converged CPU-scale evidence of docs/results.md, in the order it is run (what answers the most
 # first), one run at a time on 2 cores. Each command resumes where it stopped (finished runs are
 # skipped), so the script can be re-run until all is finished. Budgets, measured on the 2-core EPYC
-# with bf16, are in each sweep file: about 28 hours in all.
+# with bf16, are in each sweep file: about 28 hours in all. The configs spell bf16 autocast: on a CPU
+# without native bf16 (no AVX-512 BF16 or AMX; a run warns) it is 5-9x slower than float32, so there
+# add `--set train.amp=off` to each sweep (and `train.amp=off` to each toy) and expect about 4x the
+# budgets (docs/benchmarks.md).
 #   bash benchmarks/run_cpu_reproduction.sh > runs/reproduction.log 2>&1
 set -u
 cd "$(dirname "$0")/.."
