@@ -82,8 +82,9 @@ def plot_learning_curves(records: Sequence[dict], out_dir: str | os.PathLike) ->
         for ax in list(axes.flat)[len(variants):]:
             ax.set_visible(False)
         axes.flat[0].legend(fontsize="x-small")
-        fig.suptitle(f"{sweep}" + (f" / {stage}" if stage else "")
-                     + f": learning curves (shaded: the last {TAIL_FRACTION:.0%} of epochs)")
+        fig.suptitle(f"{sweep}" + (f" / {stage}" if stage else "")  # two lines: fits two panels
+                     + f"\nlearning curves (shaded: the last {TAIL_FRACTION:.0%} of epochs)",
+                     fontsize="medium")
         path = Path(out_dir) / ("curves_" + slug(sweep) + (f"_{slug(stage)}" if stage else "") + ".png")
         path.parent.mkdir(parents=True, exist_ok=True)
         fig.savefig(path, dpi=120)
