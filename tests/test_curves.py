@@ -81,3 +81,4 @@ def test_report_names_the_probe_fits_that_stopped_above_the_tolerance(tmp_path):
     markdown = rep.report(root, tmp_path / "out", echo=False)["markdown"].read_text()
     assert ("1 L-BFGS probe fit(s) stopped above the gradient tolerance 1e-05 (probe.grad_max), their probe "
             "numbers those of an unfinished fit: am_mixup/seed1.") in markdown
+    assert "| 1.25e-04 ± 1.63e-04 |" in markdown  # a column of tiny values in scientific notation, not 0.0000

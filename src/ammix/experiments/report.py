@@ -32,7 +32,8 @@ Units. A metric is an accuracy when a part of its dotted name contains ``acc`` o
 the CSVs and the figures: the unit is decided by the file a value comes from (:data:`ACCURACY_SCALE`),
 never by the values: ``summary.json`` stores percent (kept), ``analysis.json`` fractions (× 100 when
 read). The Markdown shows accuracies with 2 decimals, other metrics as stored with one number of
-decimals per column chosen from the column's largest magnitude; the CSVs keep full precision.
+decimals per column chosen from the column's largest magnitude (a column whose values all lie below
+1e-3, such as ``probe.grad_max``, in scientific notation); the CSVs keep full precision.
 
 Columns. By default the first present name of each entry of :data:`PREFERRED_METRICS` (a metric shown
 when some run has it, with fallback names); when none is present, every scalar metric. ``metrics=``
@@ -495,12 +496,22 @@ def _context_text(key: str, value: Any) -> str:
     return str(value)
 
 
+#: ``_decimals`` for a column too small for fixed decimals: shown as ``1.23e-05``.
+SCIENTIFIC = -1
+
+
 def _decimals(values: Iterable[float]) -> int:
     finite = [abs(v) for v in values if math.isfinite(v)]
     top = max(finite, default=0.0)
     if top == 0.0:
         return 2
+    if top < 1e-3:
+        return SCIENTIFIC
     return int(min(4, max(0, 3 - math.floor(math.log10(top)))))
+
+
+def _fixed(value: float, decimals: int) -> str:
+    return f"{value:.2e}" if decimals == SCIENTIFIC else f"{value:.{decimals}f}"
 
 
 def _sections(rows: Sequence[dict]) -> list[tuple[tuple[str, str], list[dict]]]:
@@ -618,9 +629,9 @@ def _mean_std_text(mean: float, std: float, count: int, total: int, decimals: in
     if not math.isfinite(mean):
         text = "nan"
     elif count >= 2:
-        text = f"{mean:.{decimals}f} ± {std:.{decimals}f}"
+        text = f"{_fixed(mean, decimals)} ± {_fixed(std, decimals)}"
     else:
-        text = f"{mean:.{decimals}f}"
+        text = _fixed(mean, decimals)
     return text + (f" [{count}/{total}]" if count < total else "")
 
 
