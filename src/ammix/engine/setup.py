@@ -73,6 +73,11 @@ def resolve_amp(mode: str, device: torch.device) -> torch.dtype | None:
     return {"bf16": torch.bfloat16, "fp16": torch.float16}.get(mode)
 
 
+def precision_name(dtype: torch.dtype | None) -> str:
+    """How a run names its precision: the autocast dtype (``bfloat16``, ``float16``) or ``float32``."""
+    return str(dtype).removeprefix("torch.") if dtype is not None else "float32"
+
+
 def emulated_bf16_warning(mode: str, device: torch.device) -> str | None:
     """A warning for ``train.amp = 'bf16'`` on a CPU that emulates bf16 (no AVX-512 BF16 or AMX): there
     autocast is far slower than float32 (benchmarks/results/amp_bf16_cpu_avx2.json); None otherwise."""

@@ -828,7 +828,6 @@ def keep_run_files(records: Sequence[dict], dest: Path) -> Path:
     return dest
 
 
-
 def report(runs_dir: str | os.PathLike, out_dir: str | os.PathLike | None = None,
            metrics: Sequence[str] | None = None, *, baselines: Sequence[str] = (),
            keep_runs: bool = False, echo: bool = True) -> dict[str, Any]:
