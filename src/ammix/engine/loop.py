@@ -556,8 +556,7 @@ def _fit_probe(t: Trainer, epoch: int) -> tuple[dict, dict, float]:
         "train_loss": fit.loss,
         "train_acc": fit.train_acc,
         "lr": 0.0,
-        "probe_iterations": fit.iterations,
-        "probe_grad_max": fit.grad_max,
+        **fit.record(),
     }
     speed = {"epoch_time": epoch_time, "images_per_s": len(labels) / max(epoch_time, 1e-9)}
     return record, speed, 0.0

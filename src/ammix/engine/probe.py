@@ -42,6 +42,14 @@ class LinearFit:
     grad_max: float  # largest gradient entry of the objective (in standardised weights) at the end
     converged: bool  # grad_max <= GRAD_TOLERANCE
 
+    def record(self) -> dict[str, float]:
+        """What metrics.jsonl keeps of the fit (its keys: :data:`RECORD_KEYS`)."""
+        return {"probe_iterations": self.iterations, "probe_grad_max": self.grad_max}
+
+
+#: :meth:`LinearFit.record`'s keys in metrics.jsonl and their names in ``ammix report``.
+RECORD_KEYS = {"probe_iterations": "probe.iterations", "probe_grad_max": "probe.grad_max"}
+
 
 @torch.no_grad()
 def extract_features(

@@ -70,7 +70,7 @@ import yaml
 from ammix.analysis.definitions import metric_definition
 from ammix.losses import loss_label
 
-from ..engine.probe import GRAD_TOLERANCE
+from ..engine.probe import GRAD_TOLERANCE, RECORD_KEYS
 from ..engine.rundir import read_metrics
 from .curves import curve_points, plot_learning_curves, slug, tail_range
 
@@ -255,17 +255,13 @@ def scan_runs(runs_dir: str | os.PathLike,
     return records, unfinished
 
 
-#: What an L-BFGS probe (``train.probe: lbfgs``) records of its fit in metrics.jsonl, and its report name.
-PROBE_FIT_KEYS = {"probe_iterations": "probe.iterations", "probe_grad_max": "probe.grad_max"}
-
-
 def probe_fit(lines: Sequence[dict]) -> dict[str, float]:
     """How far a run's L-BFGS probe went (``probe.iterations``, ``probe.grad_max``: converged below
     ``ammix.engine.probe.GRAD_TOLERANCE``), from the last metrics.jsonl line that holds them; ``{}``
     for a run trained by SGD."""
     for line in reversed(lines):
-        if "probe_grad_max" in line:
-            return {name: float(line[key]) for key, name in PROBE_FIT_KEYS.items() if key in line}
+        if any(key in line for key in RECORD_KEYS):
+            return {name: float(line[key]) for key, name in RECORD_KEYS.items() if key in line}
     return {}
 
 
@@ -812,7 +808,7 @@ def write_figures(rows: Sequence[dict], out_dir: str | os.PathLike) -> dict[tupl
 RUN_FILES = ("config.yaml", "summary.json", "analysis.json", "metrics.jsonl")
 
 
-def keep_run_files(records: Sequence[dict], dest: Path) -> Path:
+def keep_run_files(records: Sequence[dict], dest: Path) -> None:
     """Copy each run's :data:`RUN_FILES` to ``dest/<sweep>/<variant>[/seed<S>][/<stage>]``, so that
     ``ammix report dest`` rebuilds the report, and joins later runs, without the original runs folder."""
     for record in records:
@@ -825,7 +821,6 @@ def keep_run_files(records: Sequence[dict], dest: Path) -> Path:
             # a kept run reported again is its own copy
             if source.is_file() and source.resolve() != (folder / name).resolve():
                 shutil.copyfile(source, folder / name)
-    return dest
 
 
 def report(runs_dir: str | os.PathLike, out_dir: str | os.PathLike | None = None,

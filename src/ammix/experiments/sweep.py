@@ -203,13 +203,12 @@ def saved_config_changes(run_dir: Path, wanted: dict) -> list[str]:
     return config_changes(made, wanted)
 
 
-def recorded_mixer_changes(run_dir: Path, wanted: dict) -> list[str]:
-    """How the mixer a finished run recorded (summary.json ``mixer``, every option as built) differs
-    from the one ``wanted`` (a resolved config) builds now: a default that changed since the run was
-    made, which its config.yaml (the options given, not their defaults) cannot show. Only the options
-    recorded and still known are compared; ``[]`` for a run made before the record existed."""
-    summary = run_dir / "summary.json"
-    recorded = json.loads(summary.read_text()).get("mixer") if summary.is_file() else None
+def recorded_mixer_changes(summary: dict, wanted: dict) -> list[str]:
+    """How the mixer a finished run recorded (its summary.json's ``mixer``, every option as built)
+    differs from the one ``wanted`` (a resolved config) builds now: a default that changed since the
+    run was made, which its config.yaml (the options given, not their defaults) cannot show. Only the
+    options recorded and still known are compared; ``[]`` for a run made before the record existed."""
+    recorded = summary.get("mixer")
     if not recorded:
         return []
     cfg = config_from_dict(wanted)
@@ -219,13 +218,13 @@ def recorded_mixer_changes(run_dir: Path, wanted: dict) -> list[str]:
     return mixer_changes(recorded, mixer_record(cfg.mixing.method, mixer))
 
 
-def recorded_probe_changes(run_dir: Path, wanted: dict) -> list[str]:
-    """How the L-BFGS probe a finished run recorded (summary.json ``probe_fit``) differs from the one
-    the probe fits now (``ammix.engine.probe.FIT``); ``[]`` for a run without an L-BFGS probe."""
-    summary = run_dir / "summary.json"
-    if config_from_dict(wanted).train.probe != "lbfgs" or not summary.is_file():
+def recorded_probe_changes(summary: dict, wanted: dict) -> list[str]:
+    """How the L-BFGS probe a finished run recorded (its summary.json's ``probe_fit``) differs from
+    the one the probe fits now (``ammix.engine.probe.FIT``); ``[]`` for a run without an L-BFGS probe
+    or not finished (``summary`` empty)."""
+    if config_from_dict(wanted).train.probe != "lbfgs" or not summary:
         return []
-    recorded = json.loads(summary.read_text()).get("probe_fit", "on raw features")
+    recorded = summary.get("probe_fit", "on raw features")
     if recorded == PROBE_FIT:
         return []
     return [f"its L-BFGS probe was fitted {recorded}, the probe now {PROBE_FIT}"]
@@ -238,8 +237,10 @@ def other_config(planned: list[tuple[Path, dict]]) -> str | None:
     mismatched = []
     for run_dir, wanted in planned:
         if is_finished(run_dir) or (run_dir / "last.pt").is_file():
-            changes = (saved_config_changes(run_dir, wanted) or recorded_mixer_changes(run_dir, wanted)
-                       or recorded_probe_changes(run_dir, wanted))
+            summary_file = run_dir / "summary.json"
+            summary = json.loads(summary_file.read_text()) if summary_file.is_file() else {}
+            changes = (saved_config_changes(run_dir, wanted) or recorded_mixer_changes(summary, wanted)
+                       or recorded_probe_changes(summary, wanted))
             if changes:
                 mismatched.append((run_dir, changes))
     if not mismatched:
