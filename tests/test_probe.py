@@ -16,6 +16,7 @@ from ammix.data import DeviceLoader
 from ammix.engine import ConfigError, load_checkpoint, load_config, read_metrics, train
 from ammix.engine.loop import load_data, make_model
 from ammix.engine.probe import GRAD_TOLERANCE, extract_features, fit_linear_head, standardise
+from ammix.experiments.report import probe_fit
 
 
 def blobs(n_per_class=40, classes=4, dim=5, seed=0):
@@ -136,6 +137,9 @@ def test_lbfgs_probe_end_to_end(tmp_path):
     assert record["probe_iterations"] == fit.iterations and record["probe_grad_max"] <= GRAD_TOLERANCE
     assert record["train_acc"] == pytest.approx(fit.train_acc)
     assert summary["last"]["balanced_acc"] == record["balanced_acc"]
+    # the report reads back what the loop wrote
+    read_back = {"probe.iterations": fit.iterations, "probe.grad_max": record["probe_grad_max"]}
+    assert probe_fit([record]) == read_back
 
 
 @pytest.mark.parametrize(
