@@ -61,6 +61,7 @@ from .schedule import lr_factor
 from .setup import (  # noqa: F401  (re-exported: the loop's helpers were defined here before)
     DataError,
     autocast,
+    autocast_name,
     compile_stages,
     derive_seed,
     emulated_bf16_warning,
@@ -69,7 +70,6 @@ from .setup import (  # noqa: F401  (re-exported: the loop's helpers were define
     make_loss,
     make_model,
     make_optimizer,
-    precision_name,
     resolve_amp,
     resolve_device,
     seed_epoch,
@@ -283,7 +283,7 @@ def _train(cfg, run_dir, resume, info, device, amp_dtype, command) -> dict:
         f"ammix: {cfg.model.name} on {t.train_set.name} ({len(t.train_set)} train / {len(t.test_set)} test "
         f"images, {t.num_classes} classes), mixing {cfg.mixing.method}, {epochs} epochs on {device}"
         + (f" x {info.world_size} ranks" if info.enabled else "")
-        + (f" with {precision_name(t.amp_dtype)} autocast" if t.amp_dtype else " in float32")
+        + (f" with {autocast_name(t.amp_dtype)} autocast" if t.amp_dtype else " in float32")
         + (f"; resuming after epoch {t.start_epoch}" if t.resumed else "")
         + f"; run folder {run_dir}",
     )
@@ -721,7 +721,7 @@ def _summary(t: Trainer, epochs_done: int, t_start: float, command: str | None) 
         "test_size": len(t.test_set),
         "train_class_counts": t.train_counts,
         "mixer": mixer_record(t.cfg.mixing.method, t.mixer),
-        "autocast": precision_name(t.amp_dtype) if t.amp_dtype else None,
+        "autocast": autocast_name(t.amp_dtype) if t.amp_dtype else None,
         **({"probe_fit": PROBE_FIT} if t.cfg.train.probe == "lbfgs" else {}),
         "run_dir": str(t.run_dir),
         "files": {"config": CONFIG, "metrics": METRICS, "checkpoint": CHECKPOINT},

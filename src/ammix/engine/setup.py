@@ -73,9 +73,9 @@ def resolve_amp(mode: str, device: torch.device) -> torch.dtype | None:
     return {"bf16": torch.bfloat16, "fp16": torch.float16}.get(mode)
 
 
-def precision_name(dtype: torch.dtype | None) -> str:
-    """How a run names its precision: the autocast dtype (``bfloat16``, ``float16``) or ``float32``."""
-    return str(dtype).removeprefix("torch.") if dtype is not None else "float32"
+def autocast_name(dtype: torch.dtype) -> str:
+    """How a run names its autocast dtype: ``bfloat16`` or ``float16``."""
+    return str(dtype).removeprefix("torch.")
 
 
 def emulated_bf16_warning(mode: str, device: torch.device) -> str | None:
