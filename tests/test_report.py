@@ -328,3 +328,18 @@ def test_kept_run_files_rebuild_the_report_and_join_later_runs(runs, tmp_path):
     paired = list(csv.DictReader((out / "paired.csv").open()))
     assert {(row["variant"], row["pairs"]) for row in paired if row["sweep"] == "lt"} == {("ce", "1"),
                                                                                           ("am_mixup", "1")}
+
+
+def test_variants_filter_keeps_the_matching_runs_and_refuses_a_pattern_that_matches_none(runs, tmp_path,
+                                                                                         capsys):
+    paths = rep.report(runs, tmp_path / "o", ["last.acc"], variants=["am_*"], echo=False)
+    kept = {(row["sweep"], row["variant"]) for row in csv.DictReader(paths["runs_csv"].open())}
+    assert kept == {("lt", "am_mixup")}
+    assert "3 finished run(s)" in paths["markdown"].read_text()
+    assert _cli([str(runs), "--out", str(tmp_path / "cli"), "--variants", "ce", "mixup"]) == 0
+    rows = list(csv.DictReader((tmp_path / "cli" / "runs.csv").open()))
+    assert sorted({row["variant"] for row in rows}) == ["ce", "mixup"] and len(rows) == 3 + 2 + 3
+    capsys.readouterr()
+    assert _cli([str(runs), "--variants", "ce", "*-200ep"]) == 2
+    assert capsys.readouterr().err == (
+        "ammix report: --variants *-200ep match(es) no finished run; variants: am_mixup, ce, mixup\n")

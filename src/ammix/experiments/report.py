@@ -90,6 +90,7 @@ __all__ = [
     "run",
     "scan_runs",
     "select_metrics",
+    "select_variants",
     "write_csv",
     "write_figures",
     "write_paired_csv",
@@ -382,6 +383,17 @@ def paired_differences(records: Sequence[dict], baseline: str, metrics: Sequence
                 out.append({"sweep": sweep, "stage": stage, "baseline": baseline, "variant": variant,
                             "metric": metric, "mean": mean, "std": std, "pairs": len(diffs)})
     return out
+
+
+def select_variants(records: Sequence[dict], patterns: Sequence[str]) -> list[dict]:
+    """The records whose variant matches one of ``patterns`` (``fnmatch``, e.g. ``"*-200ep"``);
+    ``ReportError`` naming the patterns that match no variant, so a typo never shrinks a table silently."""
+    names = sorted({r["variant"] for r in records})
+    unmatched = [p for p in patterns if not any(fnmatch.fnmatchcase(n, p) for n in names)]
+    if unmatched:
+        raise ReportError(f"--variants {', '.join(unmatched)} match(es) no finished run; "
+                          f"variants: {', '.join(names)}")
+    return [r for r in records if any(fnmatch.fnmatchcase(r["variant"], p) for p in patterns)]
 
 
 def _is_scalar(value: Any) -> bool:
@@ -825,16 +837,18 @@ def keep_run_files(records: Sequence[dict], dest: Path) -> None:
 
 def report(runs_dir: str | os.PathLike, out_dir: str | os.PathLike | None = None,
            metrics: Sequence[str] | None = None, *, baselines: Sequence[str] = (),
-           keep_runs: bool = False, echo: bool = True) -> dict[str, Any]:
+           variants: Sequence[str] = (), keep_runs: bool = False, echo: bool = True) -> dict[str, Any]:
     """Aggregate the finished runs under ``runs_dir`` and write ``report.md``, ``report.csv``,
     ``runs.csv``, ``per_class.csv`` (when there are per-class lists), ``paired.csv`` (the seed-matched
     differences to each variant of ``baselines``, :func:`paired_differences`) and the figures
     (``figures/``) into ``out_dir`` (default ``runs_dir/report``), with ``keep_runs`` the runs' small
-    files too (``out_dir/runs``, :func:`keep_run_files`); print the Markdown when ``echo``.
+    files too (``out_dir/runs``, :func:`keep_run_files`); print the Markdown when ``echo``. With
+    ``variants`` (``fnmatch`` patterns) only the runs of the variants they match are reported.
 
     Returns ``{"markdown": Path, "csv": Path, "runs_csv": Path, "per_class_csv": Path | None,
     "paired_csv": Path | None, "figures": [Path, ...]}``.
-    ``ReportError`` when ``runs_dir`` is missing or holds no finished run, or a baseline is no variant.
+    ``ReportError`` when ``runs_dir`` is missing or holds no finished run, a pattern of ``variants``
+    matches no finished run, or a baseline is no variant.
     """
     runs_dir = Path(runs_dir)
     out_dir = Path(out_dir) if out_dir is not None else runs_dir / "report"
@@ -842,6 +856,8 @@ def report(runs_dir: str | os.PathLike, out_dir: str | os.PathLike | None = None
     if not records:
         extra = f" ({len(unfinished)} unfinished)" if unfinished else ""
         raise ReportError(f"no finished runs (summary.json) under {runs_dir}{extra}")
+    if variants:
+        records = select_variants(records, variants)
     variants = sorted({r["variant"] for r in records})
     unknown = [b for b in baselines if b not in variants]
     if unknown:
@@ -911,7 +927,10 @@ dataset and setting match, a definition of every column shown; report.csv (the s
 precision), runs.csv (every run's values), per_class.csv and figures/ (per-class accuracy bars), and
 with --baseline paired.csv (differences to the baseline, seed by seed).
 
-Exit status 2, with one line, for a missing or empty folder or an unknown --baseline variant.
+--variants keeps the runs of the named variants only (names or patterns, e.g. '*-200ep').
+
+Exit status 2, with one line, for a missing or empty folder, a --variants pattern that matches no
+run, or an unknown --baseline variant.
 """
 
 
@@ -929,6 +948,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="also compare every other variant with VARIANT seed by seed (same seed, "
                              "same data order): mean ± std of the per-seed differences, per column, in "
                              "report.md and paired.csv")
+    parser.add_argument("--variants", nargs="+", default=[], metavar="PATTERN",
+                        help="report only the variants these names or patterns match, e.g. '*-200ep' "
+                             "(a pattern that matches none is an error)")
     parser.add_argument("--keep-runs", action="store_true",
                         help="also copy every run's small files (" + ", ".join(RUN_FILES) + ") into "
                              "FOLDER/runs: `ammix report FOLDER/runs` then rebuilds the report, and joins "
@@ -939,7 +961,7 @@ def run(args: argparse.Namespace) -> int:
     """``ammix report``: 0 on success, 2 (one line on stderr) for a missing or empty runs folder."""
     try:
         paths = report(args.runs_dir, args.out, args.metrics, baselines=args.baseline,
-                       keep_runs=args.keep_runs)
+                       variants=args.variants, keep_runs=args.keep_runs)
     except ReportError as err:
         print(f"ammix report: {err}", file=sys.stderr)
         return 2
