@@ -1,5 +1,6 @@
 """The docs hold: every `ammix` command quoted in README.md, docs/*.md and the config files' header
-comments passes the config validator as written, and every relative link resolves."""
+comments passes the config validator as written (a report command: its argument parser), and every
+relative link resolves."""
 
 import argparse
 import itertools
@@ -10,13 +11,13 @@ from pathlib import Path
 import pytest
 
 from ammix.cli import main
-from ammix.experiments import toy
+from ammix.experiments import report, toy
 
 ROOT = Path(__file__).resolve().parents[1]
 DOCS = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
 CONFIGS = sorted((ROOT / "configs").rglob("*.yaml"))
 # A command runs to the end of its line, code span, comment or `&&`.
-COMMAND = re.compile(r"\bammix (train|sweep|toy)\b([^`#&|\n]*)")
+COMMAND = re.compile(r"\bammix (train|sweep|toy|report)\b([^`#&|\n]*)")
 PLACEHOLDER = re.compile(r"\b[A-Z]{3,}\b")
 LINK = re.compile(r"\[[^\]]*\]\(([^)\s]+)\)")
 
@@ -27,13 +28,14 @@ def header(path: Path) -> str:
 
 
 def quoted_commands():
-    """(command, arguments) of every train, sweep and toy command quoted in the docs and config headers.
-
-    report, demo and analyze are left out: they read runs that exist only after training."""
+    """(command, arguments) of every train, sweep, toy and report command quoted in the docs and config
+    headers. demo and analyze are left out; a report is only parsed: it reads runs that exist only after
+    training."""
     for path in DOCS + CONFIGS:
         text = path.read_text() if path.suffix == ".md" else header(path)
         for match in COMMAND.finditer(text):
-            command, args = match.group(1), shlex.split(match.group(2))
+            # a command continued on the next line (a trailing backslash) is checked as far as its first line
+            command, args = match.group(1), shlex.split(match.group(2).rstrip().removesuffix("\\"))
             # A bare `ammix train` in prose names the command; `ammix train CONFIG` is a pattern.
             if args and not PLACEHOLDER.search(match.group(2)):
                 where = path.relative_to(ROOT)
@@ -54,6 +56,11 @@ def test_quoted_command_validates(command, args, monkeypatch, tmp_path, capsys):
         code = main(["train", *args, "--print-config"])
     elif command == "sweep":  # --dry-run validates every planned run's config and starts nothing
         code = main(["sweep", *args, "--dry-run", "--runs-dir", str(tmp_path)])
+    elif command == "report":  # an unknown or misspelt option exits 2
+        parser = argparse.ArgumentParser()
+        report.add_arguments(parser)
+        parser.parse_args(args)
+        code = 0
     else:
         parser = argparse.ArgumentParser()
         toy.add_arguments(parser)
@@ -66,7 +73,7 @@ def test_quoted_command_validates(command, args, monkeypatch, tmp_path, capsys):
 
 def test_the_docs_quote_commands_of_each_kind():
     kinds = [param.values[0] for param in quoted_commands()]
-    assert {"train", "sweep", "toy"} <= set(kinds)
+    assert {"train", "sweep", "toy", "report"} <= set(kinds)
 
 
 @pytest.mark.parametrize("path, target", list(relative_links()))
