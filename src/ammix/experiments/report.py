@@ -858,11 +858,11 @@ def report(runs_dir: str | os.PathLike, out_dir: str | os.PathLike | None = None
         raise ReportError(f"no finished runs (summary.json) under {runs_dir}{extra}")
     if variants:
         records = select_variants(records, variants)
-    variants = sorted({r["variant"] for r in records})
-    unknown = [b for b in baselines if b not in variants]
+    reported = sorted({r["variant"] for r in records})
+    unknown = [b for b in baselines if b not in reported]
     if unknown:
         raise ReportError(f"baseline variant(s) {', '.join(unknown)} in no finished run; "
-                          f"variants: {', '.join(variants)}")
+                          f"variants: {', '.join(reported)}")
     columns, missing = select_metrics(records, metrics)
     list_keys = sorted({k for r in records for k, v in r["metrics"].items() if isinstance(v, list)})
     rows = aggregate(records, columns + [k for k in list_keys if k not in columns])
