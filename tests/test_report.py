@@ -335,7 +335,10 @@ def test_variants_filter_keeps_the_matching_runs_and_refuses_a_pattern_that_matc
     paths = rep.report(runs, tmp_path / "o", ["last.acc"], variants=["am_*"], echo=False)
     kept = {(row["sweep"], row["variant"]) for row in csv.DictReader(paths["runs_csv"].open())}
     assert kept == {("lt", "am_mixup")}
-    assert "3 finished run(s)" in paths["markdown"].read_text()
+    markdown = paths["markdown"].read_text()
+    assert "3 finished run(s)" in markdown and "1 unfinished run(s)" in markdown  # am_mixup/seed3
+    ce_only = rep.report(runs, tmp_path / "c", ["last.acc"], variants=["ce"], echo=False)
+    assert "unfinished" not in ce_only["markdown"].read_text()  # another variant's unfinished run: not listed
     assert _cli([str(runs), "--out", str(tmp_path / "cli"), "--variants", "ce", "mixup"]) == 0
     rows = list(csv.DictReader((tmp_path / "cli" / "runs.csv").open()))
     assert sorted({row["variant"] for row in rows}) == ["ce", "mixup"] and len(rows) == 3 + 2 + 3

@@ -205,6 +205,10 @@ def _group_keys(rel: tuple[str, ...], runs_dir: Path, config: dict) -> tuple[str
     return sweep, variant, stage, seed
 
 
+def _variant_of(run: Path, runs_dir: Path) -> str:
+    return _group_keys(run.relative_to(runs_dir).parts, runs_dir, {})[1]
+
+
 def scan_runs(runs_dir: str | os.PathLike,
               skip: Iterable[str | os.PathLike] = ()) -> tuple[list[dict], list[str]]:
     """The finished runs under ``runs_dir`` (records as :func:`collect_runs`) and the unfinished ones
@@ -393,7 +397,11 @@ def select_variants(records: Sequence[dict], patterns: Sequence[str]) -> list[di
     if unmatched:
         raise ReportError(f"--variants {', '.join(unmatched)} match(es) no finished run; "
                           f"variants: {', '.join(names)}")
-    return [r for r in records if any(fnmatch.fnmatchcase(r["variant"], p) for p in patterns)]
+    return [r for r in records if _matches(r["variant"], patterns)]
+
+
+def _matches(variant: str, patterns: Sequence[str]) -> bool:
+    return any(fnmatch.fnmatchcase(variant, p) for p in patterns)
 
 
 def _is_scalar(value: Any) -> bool:
@@ -858,6 +866,7 @@ def report(runs_dir: str | os.PathLike, out_dir: str | os.PathLike | None = None
         raise ReportError(f"no finished runs (summary.json) under {runs_dir}{extra}")
     if variants:
         records = select_variants(records, variants)
+        unfinished = [u for u in unfinished if _matches(_variant_of(Path(u), runs_dir), variants)]
     reported = sorted({r["variant"] for r in records})
     unknown = [b for b in baselines if b not in reported]
     if unknown:
