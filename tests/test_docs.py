@@ -18,6 +18,8 @@ DOCS = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
 CONFIGS = sorted((ROOT / "configs").rglob("*.yaml"))
 # A command runs to the end of its line, code span, comment or `&&`.
 COMMAND = re.compile(r"\bammix (train|sweep|toy|report)\b([^`#&|\n]*)")
+# A trailing backslash continues a command on the next line (in a YAML header, after its `#`).
+CONTINUATION = re.compile(r"\\\n[#\s]*")
 PLACEHOLDER = re.compile(r"\b[A-Z]{3,}\b")
 LINK = re.compile(r"\[[^\]]*\]\(([^)\s]+)\)")
 
@@ -33,9 +35,8 @@ def quoted_commands():
     training."""
     for path in DOCS + CONFIGS:
         text = path.read_text() if path.suffix == ".md" else header(path)
-        for match in COMMAND.finditer(text):
-            # a command continued on the next line (a trailing backslash) is checked as far as its first line
-            command, args = match.group(1), shlex.split(match.group(2).rstrip().removesuffix("\\"))
+        for match in COMMAND.finditer(CONTINUATION.sub(" ", text)):
+            command, args = match.group(1), shlex.split(match.group(2))
             # A bare `ammix train` in prose names the command; `ammix train CONFIG` is a pattern.
             if args and not PLACEHOLDER.search(match.group(2)):
                 where = path.relative_to(ROOT)
