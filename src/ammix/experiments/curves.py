@@ -81,7 +81,7 @@ def plot_learning_curves(records: Sequence[dict], out_dir: str | os.PathLike) ->
             ax.set_ylabel("balanced test acc (%)")
         for ax in list(axes.flat)[len(variants):]:
             ax.set_visible(False)
-        axes.flat[0].legend(fontsize="x-small")
+        axes.flat[0].legend(loc="lower right", fontsize="x-small")  # the curves rise: that corner is free
         fig.suptitle(f"{sweep}" + (f" / {stage}" if stage else "")  # two lines: fits two panels
                      + f"\nlearning curves (shaded: the last {TAIL_FRACTION:.0%} of epochs)",
                      fontsize="medium")

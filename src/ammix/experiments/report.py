@@ -811,7 +811,8 @@ def write_figures(rows: Sequence[dict], out_dir: str | os.PathLike) -> dict[tupl
         ax.set_xlabel("class")
         ax.set_ylabel(f"{key} (%)" if _is_accuracy(key) else key)
         ax.set_title(f"{sweep}" + (f" / {stage}" if stage else "") + ": per-class mean over seeds ± std")
-        ax.legend(fontsize="small", ncols=min(len(drawn), 4))
+        # outside the axes: bars fill any inside corner, and "best" placement is slow on a busy CPU
+        fig.legend(loc="outside lower center", fontsize="small", ncols=min(len(drawn), 4))
         ax.grid(axis="y", alpha=0.3)
         stem = "per_class_" + slug(sweep) + (f"_{slug(stage)}" if stage else "")
         out_dir.mkdir(parents=True, exist_ok=True)
