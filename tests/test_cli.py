@@ -138,11 +138,12 @@ def test_overrides_parse_as_yaml():
 @pytest.mark.parametrize(
     "overrides, options",
     [
-        # Another method than smoke.yaml's am_mixup: its gamma and clean_weight are dropped.
+        # Another method than smoke.yaml's am_mixup: its clean_weight is dropped.
         (["mixing.method=ce"], {}),
         (["mixing.method=mixup", "mixing.alpha=0.4"], {"alpha": 0.4}),
         # The same method: smoke's options kept, merged with the overrides'.
-        (["mixing.method=am_mixup", "mixing.clean_weight=0"], {"gamma": 0.5, "clean_weight": 0}),
+        (["mixing.method=am_mixup", "mixing.lam_at_total=0.6"], {"lam_at_total": 0.6, "clean_weight": 0.5}),
+        (["mixing.clean_weight=0"], {"clean_weight": 0}),
         (["mixing.gamma=0.9"], {"gamma": 0.9, "clean_weight": 0.5}),
         # The whole section replaces the file's, whatever the method.
         (["mixing={method: am_mixup, lam_at_total: 0.6}"], {"lam_at_total": 0.6}),

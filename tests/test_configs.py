@@ -10,7 +10,7 @@ import yaml
 from ammix.engine import load_config
 from ammix.experiments.sweep import check_configs, load_sweep, plan_runs
 from ammix.experiments.toy import load_toy, toy_configs
-from ammix.mixing import AsymptoticMidpointMixup
+from ammix.mixing import DEFAULT_LAM_AT_TOTAL, AsymptoticMidpointMixup
 
 CONFIGS = Path(__file__).resolve().parents[1] / "configs"
 SWEEPS = sorted((CONFIGS / "sweeps").glob("*.yaml"))
@@ -18,7 +18,7 @@ TOYS = sorted(p for p in CONFIGS.glob("*.yaml") if "variants" in yaml.safe_load(
 TRAIN = sorted(p for p in CONFIGS.glob("*.yaml") if p not in TOYS)
 # The choices the converged ablation made (docs/method.md), and the training configs that keep another
 # on purpose, each saying so in its own comments.
-MEASURED_DEFAULTS = ("pairing", "clean_weight", "label")
+MEASURED_DEFAULTS = ("pairing", "clean_weight", "label", "lam_at_total", "gamma")
 KEEPS_OTHER_CHOICES = {"lt-fashion-mnist-cpu.yaml"}  # the long-tailed table as run before the ablation
 
 
@@ -42,6 +42,7 @@ def _other_choices(path: Path) -> list[str]:
     """The measured choices that the training config at ``path`` sets otherwise for AM-mixup."""
     options = load_config(path).mixing.options
     defaults = {name: p.default for name, p in inspect.signature(AsymptoticMidpointMixup).parameters.items()}
+    defaults["lam_at_total"] = DEFAULT_LAM_AT_TOTAL  # the signature's None stands for it
     return [name for name in MEASURED_DEFAULTS if options.get(name, defaults[name]) != defaults[name]]
 
 

@@ -29,7 +29,7 @@ from ammix.engine import (
 from ammix.engine.config import ScheduleConfig
 from ammix.engine.loop import compile_stages
 from ammix.engine.schedule import lr_factor
-from ammix.mixing import build_mixer, mixed_forward
+from ammix.mixing import DEFAULT_LAM_AT_TOTAL, build_mixer, gamma_for, mixed_forward
 from ammix.models import build_model
 
 TINY = tiny(3)
@@ -58,7 +58,8 @@ def test_smoke_config_writes_a_complete_run_folder(tmp_path):
     # The mixer as built, its defaults included (pairing, label, ...; total from train.epochs).
     epochs = load_config(SMOKE).train.epochs
     assert summary["mixer"] == {
-        "method": "am_mixup", "num_classes": 4, "gamma": 0.5, "schedule": "exp", "lam_end": 0.5,
+        "method": "am_mixup", "num_classes": 4, "schedule": "exp", "lam_end": 0.5,
+        "gamma": gamma_for(DEFAULT_LAM_AT_TOTAL, 0.5, epochs),
         "granularity": "step", "pairing": "drop", "label": "single", "clean_weight": 0.5,
         "detach_partner": False, "stage": "feature", "site": "feature", "total": epochs,
     }

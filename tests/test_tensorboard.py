@@ -12,7 +12,8 @@ event_accumulator = pytest.importorskip("tensorboard.backend.event_processing.ev
 
 def test_tensorboard_scalars_per_epoch_and_the_feature_map(tmp_path):
     run_dir = tmp_path / "run"
-    overrides = [*tiny(2), "model.feature_dim=2", "train.tensorboard=true", "data.imbalance_factor=2"]
+    overrides = [*tiny(2), "model.feature_dim=2", "train.tensorboard=true", "data.imbalance_factor=2",
+                 "mixing.gamma=0.5"]
     train(load_config(SMOKE, overrides), run_dir)
     events = event_accumulator.EventAccumulator(str(run_dir / "tb"), size_guidance={"images": 0})
     events.Reload()
