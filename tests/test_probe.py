@@ -113,12 +113,16 @@ def probe_config(pretrained, *overrides):
     )
 
 
-def test_lbfgs_probe_end_to_end(tmp_path):
+def test_lbfgs_probe_end_to_end(tmp_path, capsys):
     coarse, probe = tmp_path / "coarse", tmp_path / "probe"
     train(load_config(SMOKE, [*tiny(2), "data.labels=coarse"]), coarse)
+    capsys.readouterr()
     cfg = probe_config(coarse)
     summary = train(cfg, probe)
     assert summary["finished"] and summary["num_classes"] == 4
+    # the header names the fit, not the probe's plain-cross-entropy "mixing ce"
+    header = capsys.readouterr().out.splitlines()[0]
+    assert "linear probe fitted by L-BFGS" in header and "mixing" not in header
 
     pre, post = load_checkpoint(coarse / "last.pt")["model"], load_checkpoint(probe / "last.pt")["model"]
     for key, value in pre.items():
