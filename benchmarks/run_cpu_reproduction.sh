@@ -23,6 +23,7 @@ ammix sweep $S/lt-cifar10-jpeg-cnn-cpu.yaml --runs-dir runs --only mixup manifol
 ammix sweep $S/lt-cifar10-jpeg-cnn-cpu.yaml --runs-dir runs --only ce-200ep am_mixup-200ep  # 80 min
 ammix sweep $S/c2f-fashion-mnist-cpu.yaml --runs-dir runs                        # 100 min + 45 (length)
 ammix sweep $S/c2f-fashion-mnist-cpu-scratch.yaml --runs-dir runs
+ammix sweep $S/c2f-fashion-mnist-cpu.yaml --runs-dir runs --only ce am_mixup ce-pre60 am_mixup-pre60 --stages probe --name c2f-fashion-mnist-cpu-probe-bf16  # 50 min
 ammix sweep $S/lt-cifar10-jpeg-cnn-cpu.yaml --runs-dir runs --only mixup-200ep manifold_mixup-200ep cutmix-200ep remix-200ep  # 2.7 h
 ammix sweep $S/lt-cifar10-jpeg-cnn-cpu.yaml --runs-dir runs --only ce-400ep am_mixup-400ep  # 2.7 h
 ammix toy configs/toy-mini-cifar-cpu.yaml --out runs/toy-mini-cifar-jpeg-cpu     # 2.7 h
