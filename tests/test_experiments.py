@@ -272,6 +272,14 @@ def test_toy_seeds_run_apart_and_the_table_averages_them(tmp_path):
         f"{tmp_path / 'balanced' / 'ce' / 'seed0'} was made with another config (optim.lr: 0.05 -> 0.5) "
         "(and 1 more run(s)); use another --out, or delete that folder to run it again"
     )
+    # A finished run without its checkpoint (copied from git's small files) is refused up front.
+    (tmp_path / "balanced" / "ce" / "seed1" / "last.pt").unlink()
+    with pytest.raises(toy.ToyError) as err:
+        run_toy(spec, tmp_path, TINY)
+    assert str(err.value) == (
+        f"{tmp_path / 'balanced' / 'ce' / 'seed1'} is finished but has no checkpoint last.pt, from which the "
+        "toy draws its map; restore it, or delete that folder to run it again"
+    )
 
 
 @pytest.mark.slow

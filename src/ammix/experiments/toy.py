@@ -94,6 +94,16 @@ def run_toy(spec: dict, out_dir: str | Path, overrides: list[str] | None = None,
     reason = other_config(list(planned.values()))
     if reason:
         raise ToyError(f"{reason}; use another --out, or delete that folder to run it again")
+    # A finished run is reused, but its map is drawn from its checkpoint: a run copied without it (git
+    # keeps only the small files) is refused here, not after the runs before it have trained.
+    no_weights = [d for d, _ in planned.values()
+                  if (d / "summary.json").is_file() and not (d / "last.pt").is_file()]
+    if no_weights:
+        raise ToyError(
+            f"{no_weights[0]} is finished but has no checkpoint last.pt, from which the toy draws its map"
+            + (f" (and {len(no_weights) - 1} more run(s))" if len(no_weights) > 1 else "")
+            + "; restore it, or delete that folder to run it again"
+        )
     rows = []
     for setting, variant_configs in configs.items():
         panels, class_names = [], None
