@@ -41,7 +41,7 @@ from ammix.engine.rundir import holds_run
 
 from .analyze import analyze_run, run_features
 from .curves import learning_curve, tail_range
-from .sweep import other_config, override_args
+from .sweep import is_finished, other_config, override_args
 
 TOY_KEYS = {"name", "config", "variants", "settings", "quick", "seeds"}
 TABLE_METRICS = ("acc", "balanced_acc", "alignment", "uniformity", "neighbour_uniformity", "feature_norm",
@@ -96,8 +96,7 @@ def run_toy(spec: dict, out_dir: str | Path, overrides: list[str] | None = None,
         raise ToyError(f"{reason}; use another --out, or delete that folder to run it again")
     # A finished run is reused, but its map is drawn from its checkpoint: a run copied without it (git
     # keeps only the small files) is refused here, not after the runs before it have trained.
-    no_weights = [d for d, _ in planned.values()
-                  if (d / "summary.json").is_file() and not (d / "last.pt").is_file()]
+    no_weights = [d for d, _ in planned.values() if is_finished(d) and not (d / "last.pt").is_file()]
     if no_weights:
         raise ToyError(
             f"{no_weights[0]} is finished but has no checkpoint last.pt, from which the toy draws its map"
