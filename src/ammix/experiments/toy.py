@@ -67,9 +67,8 @@ def load_toy(path: str | Path) -> dict:
 
 
 def _train_or_reuse(config: dict, run_dir: Path) -> dict:
-    summary = run_dir / "summary.json"
-    if summary.is_file():
-        return json.loads(summary.read_text())
+    if is_finished(run_dir):
+        return json.loads((run_dir / "summary.json").read_text())
     return train(config, run_dir, resume=holds_run(run_dir))
 
 
