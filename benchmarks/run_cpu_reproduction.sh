@@ -26,7 +26,7 @@ ammix sweep $S/c2f-fashion-mnist-cpu-scratch.yaml --runs-dir runs
 ammix sweep $S/c2f-fashion-mnist-cpu.yaml --runs-dir runs --only ce am_mixup ce-pre60 am_mixup-pre60 --stages probe --name c2f-fashion-mnist-cpu-probe-bf16  # 50 min
 ammix sweep $S/lt-cifar10-jpeg-cnn-cpu.yaml --runs-dir runs --only mixup-200ep manifold_mixup-200ep cutmix-200ep remix-200ep  # 2.7 h
 ammix sweep $S/lt-cifar10-jpeg-cnn-cpu.yaml --runs-dir runs --only ce-400ep am_mixup-400ep  # 2.7 h
-ammix toy configs/toy-mini-cifar-cpu.yaml --out runs/toy-mini-cifar-jpeg-cpu     # 2.7 h
+ammix toy configs/toy-mini-cifar-cpu.yaml --out runs/toy-mini-cifar-jpeg-cpu     # 3.0 h
 ammix toy configs/toy-mini-cifar-cpu.yaml train.epochs=60 --methods ce am_mixup --out runs/toy-mini-cifar-jpeg-cpu-60ep  # 1.8 h
 ammix sweep $S/ablation-balanced-fashion-mnist-cpu.yaml --runs-dir runs          # 2.3 h + 55 min (length)
 ammix sweep $S/c2f-cifar10-jpeg-cpu.yaml --runs-dir runs                         # 2.5 h + 65 min (length)
