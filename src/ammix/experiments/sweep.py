@@ -230,6 +230,11 @@ def recorded_probe_changes(summary: dict, wanted: dict) -> list[str]:
     return [f"its L-BFGS probe was fitted {recorded}, the probe now {PROBE_FIT}"]
 
 
+def more_runs(runs: list) -> str:
+    """The suffix naming how many runs an error leaves unnamed after its first one."""
+    return f" (and {len(runs) - 1} more run(s))" if len(runs) > 1 else ""
+
+
 def other_config(planned: list[tuple[Path, dict]]) -> str | None:
     """Why a finished or started run folder of ``planned`` ((run_dir, resolved config) pairs) cannot be
     reused: it was made with another config, and reusing it would report the old config's numbers under
@@ -246,8 +251,7 @@ def other_config(planned: list[tuple[Path, dict]]) -> str | None:
     if not mismatched:
         return None
     run_dir, changes = mismatched[0]
-    more = f" (and {len(mismatched) - 1} more run(s))" if len(mismatched) > 1 else ""
-    return f"{run_dir} was made with another config ({'; '.join(changes)}){more}"
+    return f"{run_dir} was made with another config ({'; '.join(changes)}){more_runs(mismatched)}"
 
 
 def check_reused_runs(sweep: Sweep, runs: list[Run]) -> None:

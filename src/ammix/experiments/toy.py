@@ -41,7 +41,7 @@ from ammix.engine.rundir import holds_run
 
 from .analyze import analyze_run, run_features
 from .curves import learning_curve, tail_range
-from .sweep import is_finished, other_config, override_args
+from .sweep import is_finished, more_runs, other_config, override_args
 
 TOY_KEYS = {"name", "config", "variants", "settings", "quick", "seeds"}
 TABLE_METRICS = ("acc", "balanced_acc", "alignment", "uniformity", "neighbour_uniformity", "feature_norm",
@@ -99,7 +99,7 @@ def run_toy(spec: dict, out_dir: str | Path, overrides: list[str] | None = None,
     if no_weights:
         raise ToyError(
             f"{no_weights[0]} is finished but has no checkpoint last.pt, from which the toy draws its map"
-            + (f" (and {len(no_weights) - 1} more run(s))" if len(no_weights) > 1 else "")
+            + more_runs(no_weights)
             + "; restore it, or delete that folder to run it again"
         )
     rows = []
