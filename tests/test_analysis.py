@@ -5,6 +5,7 @@ import math
 import numpy as np
 import pytest
 import torch
+from PIL import Image
 
 from ammix.analysis import (
     REPORT_KEYS,
@@ -379,6 +380,7 @@ def test_feature_map_figure(tmp_path):
     png, pdf = feature_map_figure(panels, ["a", "b", "c"], tmp_path / "sub" / "toy", grid=50)
     assert png == tmp_path / "sub" / "toy.png" and pdf == tmp_path / "sub" / "toy.pdf"
     _png_pdf_ok(png, pdf)
+    assert Image.open(png).mode == "P"  # a 256-colour palette, not full colour
     assert Gcf.get_num_fig_managers() == 0  # no pyplot state
 
 

@@ -7,6 +7,7 @@ global figure list, the global backend is left alone, and nothing needs closing.
 
 from __future__ import annotations
 
+import io
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
@@ -16,6 +17,7 @@ from matplotlib import colormaps
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.colors import ListedColormap
 from matplotlib.figure import Figure
+from PIL import Image
 
 from .metrics import _head_params
 
@@ -190,9 +192,17 @@ def feature_map_figure(
     stem = Path(path_stem)
     stem.parent.mkdir(parents=True, exist_ok=True)
     png, pdf = stem.with_name(stem.name + ".png"), stem.with_name(stem.name + ".pdf")
-    fig.savefig(png, dpi=dpi)
+    _save_palette_png(fig, png, dpi)
     fig.savefig(pdf)
     return png, pdf
+
+
+def _save_palette_png(fig: Figure, path: Path, dpi: int) -> None:
+    # 256 colours: a grey heat map and a few class colours need no more, and thousands of translucent
+    # points make a full-colour PNG of six panels about 1.3 MB, 2.7x the palette one.
+    buffer = io.BytesIO()
+    fig.savefig(buffer, dpi=dpi, format="png")
+    Image.open(buffer).convert("RGB").quantize(256).save(path, optimize=True)
 
 
 def feature_map_image(
