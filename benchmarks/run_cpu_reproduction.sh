@@ -2,7 +2,7 @@
 # The converged CPU-scale evidence of docs/results.md, in the order it is run (what answers the most
 # first), one run at a time on 2 cores. Each command resumes where it stopped (finished runs are
 # skipped), so the script can be re-run until all is finished. Budgets, measured on the 2-core EPYC
-# with bf16, are in each sweep file: about 28 hours in all. The configs spell bf16 autocast: on a CPU
+# with bf16, are in each sweep file: about 32 hours in all. The configs spell bf16 autocast: on a CPU
 # without native bf16 (no AVX-512 BF16 or AMX; a run warns) it is 5-9x slower than float32, so there
 # add `--set train.amp=off` to each sweep (and `train.amp=off` to each toy) and expect about 4x the
 # budgets (docs/benchmarks.md).
@@ -27,7 +27,8 @@ ammix sweep $S/c2f-fashion-mnist-cpu.yaml --runs-dir runs --only ce am_mixup ce-
 ammix sweep $S/lt-cifar10-jpeg-cnn-cpu.yaml --runs-dir runs --only mixup-200ep manifold_mixup-200ep cutmix-200ep remix-200ep  # 2.7 h
 ammix sweep $S/lt-cifar10-jpeg-cnn-cpu.yaml --runs-dir runs --only ce-400ep am_mixup-400ep  # 2.7 h
 ammix toy configs/toy-mini-cifar-cpu.yaml --out runs/toy-mini-cifar-jpeg-cpu     # 3.0 h
-ammix toy configs/toy-mini-cifar-cpu.yaml train.epochs=60 --methods ce am_mixup --out runs/toy-mini-cifar-jpeg-cpu-60ep  # 1.8 h
+ammix toy configs/toy-mini-cifar-cpu.yaml train.epochs=60 --methods ce am_mixup --out runs/toy-mini-cifar-jpeg-cpu-60ep  # 1.9 h
+ammix toy configs/toy-mini-cifar-cpu.yaml train.epochs=120 --methods ce am_mixup --out runs/toy-mini-cifar-jpeg-cpu-120ep  # 3.7 h
 ammix sweep $S/ablation-balanced-fashion-mnist-cpu.yaml --runs-dir runs          # 2.3 h + 55 min (length)
 ammix sweep $S/c2f-cifar10-jpeg-cpu.yaml --runs-dir runs                         # 2.5 h + 65 min (length)
 ammix sweep $S/c2f-cifar10-jpeg-cpu-scratch.yaml --runs-dir runs
