@@ -30,5 +30,5 @@ ammix toy configs/toy-mini-cifar-cpu.yaml --out runs/toy-mini-cifar-jpeg-cpu    
 ammix toy configs/toy-mini-cifar-cpu.yaml train.epochs=60 --methods ce am_mixup --out runs/toy-mini-cifar-jpeg-cpu-60ep  # 1.9 h
 ammix toy configs/toy-mini-cifar-cpu.yaml train.epochs=120 --methods ce am_mixup --out runs/toy-mini-cifar-jpeg-cpu-120ep  # 3.7 h
 ammix sweep $S/ablation-balanced-fashion-mnist-cpu.yaml --runs-dir runs          # 2.3 h + 55 min (length)
-ammix sweep $S/c2f-cifar10-jpeg-cpu.yaml --runs-dir runs                         # 2.5 h + 65 min (length)
+ammix sweep $S/c2f-cifar10-jpeg-cpu.yaml --runs-dir runs                         # 2 h + 1 h (length)
 ammix sweep $S/c2f-cifar10-jpeg-cpu-scratch.yaml --runs-dir runs
