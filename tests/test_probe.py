@@ -14,7 +14,7 @@ from sklearn.preprocessing import StandardScaler
 
 from ammix.data import DeviceLoader
 from ammix.engine import ConfigError, load_checkpoint, load_config, read_metrics, train
-from ammix.engine.loop import _what_trains, load_data, make_model
+from ammix.engine.loop import describe_training, load_data, make_model
 from ammix.engine.probe import GRAD_TOLERANCE, extract_features, fit_linear_head, standardise
 from ammix.experiments.report import probe_fit
 
@@ -125,7 +125,7 @@ def probe_config(pretrained, *overrides):
     ],
 )
 def test_run_header_names_what_trains(overrides, expected):
-    assert _what_trains(load_config(SMOKE, ["mixing.method=am_mixup", *overrides])) == expected
+    assert describe_training(load_config(SMOKE, ["mixing.method=am_mixup", *overrides])) == expected
 
 
 def test_lbfgs_probe_end_to_end(tmp_path, capsys):

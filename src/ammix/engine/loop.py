@@ -281,7 +281,7 @@ def _train(cfg, run_dir, resume, info, device, amp_dtype, command) -> dict:
     _say(
         t,
         f"ammix: {cfg.model.name} on {t.train_set.name} ({len(t.train_set)} train / {len(t.test_set)} test "
-        f"images, {t.num_classes} classes), {_what_trains(cfg)}, {epochs} epochs on {device}"
+        f"images, {t.num_classes} classes), {describe_training(cfg)}, {epochs} epochs on {device}"
         + (f" x {info.world_size} ranks" if info.enabled else "")
         + (f" with {autocast_name(t.amp_dtype)} autocast" if t.amp_dtype else " in float32")
         + (f"; resuming after epoch {t.start_epoch}" if t.resumed else "")
@@ -521,7 +521,7 @@ def _train_epoch(t: Trainer, epoch: int, bar_on: bool) -> tuple[dict, dict, floa
     return record, speed, lr
 
 
-def _what_trains(cfg) -> str:
+def describe_training(cfg) -> str:
     """The header's description of what this run trains: a probe names its fit, not its (plain) mixing."""
     if cfg.train.probe == "lbfgs":
         return "linear probe fitted by L-BFGS on frozen features"
