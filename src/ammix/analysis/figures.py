@@ -199,7 +199,8 @@ def feature_map_figure(
 
 def _save_palette_png(fig: Figure, path: Path, dpi: int) -> None:
     # 256 colours: a grey heat map and a few class colours need no more, and thousands of translucent
-    # points make a full-colour PNG of six panels about 1.3 MB, 2.7x the palette one.
+    # points make a full-colour PNG large (the six-panel maps of docs/results/toy-mini-cifar-jpeg-cpu,
+    # saved before this, are 1.3 MB each).
     buffer = io.BytesIO()
     fig.savefig(buffer, dpi=dpi, format="png")
     Image.open(buffer).convert("RGB").quantize(256).save(path, optimize=True)
