@@ -49,7 +49,7 @@ def test_report_adds_the_tail_range_and_draws_the_curves(tmp_path, capsys):
     assert (tmp_path / "out" / "figures" / "curves_lt.png") in out["figures"]
     markdown = out["markdown"].read_text()
     assert "figures/curves_lt.png" in markdown
-    assert "curve.tail_range" in markdown and "reached its plateau" in markdown
+    assert "curve.tail_range" in markdown and "length check" in markdown
 
 
 def test_report_shows_how_far_the_lbfgs_probe_went(tmp_path):

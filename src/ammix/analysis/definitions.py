@@ -46,7 +46,9 @@ METRIC_DEFINITIONS: dict[str, str] = {
                             "third class (AM-mixup's single-side labels there contradict the head)",
     # metrics.jsonl (ammix.experiments.curves)
     "tail_range": "max - min of the balanced test accuracy over the evaluations in the last 20% of the "
-                  "epochs (points); below 1: the run reached its plateau",
+                  "epochs (points); below 1: flat over its end, which under a cosine schedule mostly "
+                  "measures the annealing of the learning rate: convergence is decided by the length "
+                  "check (the run at twice the epochs)",
     "grad_max": "largest absolute entry of the gradient of the L-BFGS probe's objective where the fit "
                 "stopped; at most 1e-05 (ammix.engine.probe.GRAD_TOLERANCE): the probe converged",
     "iterations": "L-BFGS iterations of the probe's fit",
