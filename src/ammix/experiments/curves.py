@@ -5,9 +5,8 @@ its epochs (max - min, in points). ``ammix report`` adds it to every run as ``cu
 draws the curves of each sweep. It cannot say alone whether a run was long enough: under a cosine
 schedule the learning rate anneals to zero, so a run can end flat and far from its plateau (a CIFAR-10
 fine-tuning at lr 0.01 for 60 epochs moved 0.81 points over its end, at 71.9% where lr 0.1 reaches 75.6%
-in half the epochs). docs/results.md
-decides convergence by a length check (the same runs at twice the epochs) and shows this range
-beside it.
+in half the epochs). docs/results.md decides convergence by a length check (the same runs at twice the
+epochs) and shows this range beside it.
 """
 
 from __future__ import annotations
