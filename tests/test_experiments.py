@@ -1,5 +1,6 @@
 """The protocols end to end on tiny synthetic data: sweeps (train, coarse-to-fine), toy, demo, report."""
 
+import argparse
 import json
 from pathlib import Path
 
@@ -11,7 +12,15 @@ from ammix.cli import main
 from ammix.engine import load_config, train
 from ammix.experiments import demo, toy
 from ammix.experiments.analyze import analyze_run
-from ammix.experiments.sweep import SweepError, load_sweep, override_args, plan_runs, resolved_config
+from ammix.experiments.sweep import (
+    SweepError,
+    add_arguments,
+    load_sweep,
+    override_args,
+    plan_runs,
+    resolved_config,
+    sweep_from_args,
+)
 from ammix.experiments.toy import run_toy
 from ammix.mixing import MIXERS
 
@@ -167,6 +176,32 @@ def test_stages_is_for_coarse_to_fine_sweeps_only(tmp_path, capsys):
     assert main(["sweep", str(spec), "--runs-dir", str(tmp_path), "--stages", "probe", "--dry-run"]) == 2
     err = capsys.readouterr().err
     assert err == f"ammix sweep: --stages: only for a coarse_to_fine sweep ({spec} is train)\n"
+
+
+def sweep_args(argv):
+    parser = argparse.ArgumentParser()
+    add_arguments(parser)
+    return parser.parse_args(argv)
+
+
+def test_set_for_one_stage_and_the_note_when_a_stage_or_variant_shadows_it(tmp_path, capsys):
+    spec = write_sweep(tmp_path, protocol="coarse_to_fine", seeds=[0], finetune={"optim.lr": 0.01},
+                       variants={"ce": {"mixing.method": "ce"}, "am": {"mixing": {"method": "am_mixup"}}})
+    args = sweep_args([str(spec), "--set", "optim.lr=0.5", "finetune:optim.lr=0.1", "mixing.gamma=0.9"])
+    pretrain, probe, finetune, *_ = plan_runs(sweep_from_args(args), tmp_path / "runs")
+    assert [r.overrides["optim.lr"] for r in (pretrain, probe, finetune)] == [0.5, 0.5, 0.1]
+    assert capsys.readouterr().err == (
+        "ammix sweep: note: --set mixing.gamma does not reach variant am, which the sweep file sets itself\n")
+    # Without the stage's own --set, the file's fine-tuning lr wins and the note says where to set it.
+    sweep_from_args(sweep_args([str(spec), "--set", "optim.lr=0.5"]))
+    assert capsys.readouterr().err == (
+        "ammix sweep: note: --set optim.lr does not reach the finetune stage, which the sweep file sets "
+        "itself; --set finetune:optim.lr=VALUE sets it for the finetune stage\n")
+    (tmp_path / "train").mkdir()
+    train_spec = write_sweep(tmp_path / "train", variants={"ce": {}})
+    for path, word in ((spec, "pretrain:optim.lr=0.1"), (train_spec, "finetune:optim.lr=0.1")):
+        with pytest.raises(SweepError, match="a stage prefix is one of probe, finetune"):
+            sweep_from_args(sweep_args([str(path), "--set", word]))
 
 
 def test_analyze_command_on_a_finished_run(tmp_path, capsys):

@@ -15,7 +15,9 @@ Protocol ``coarse_to_fine`` runs three stages per (variant, seed): ``pretrain`` 
 coarse labels), then ``probe`` (a linear probe on the frozen pre-trained backbone, fine labels, plain
 cross-entropy) and ``finetune`` (all weights, fine labels, plain cross-entropy); the sweep keys
 ``probe`` and ``finetune`` hold their extra overrides, and ``--stages probe`` runs the pre-trainings and
-probes only (say, to refit the probes after the probe changed).
+probes only (say, to refit the probes after the probe changed). ``--set KEY=VALUE`` sets a key for
+every run, except where a variant or a stage sets it itself (a note says so);
+``--set finetune:optim.lr=0.1`` sets it for one stage.
 
 A plain training config can be swept too: ``ammix sweep CONFIG --methods ce am_mixup --seeds 0 1``.
 Each run is ``ammix train BASE OVERRIDES``, so the mixing-options rule of ``ammix.engine.config``
@@ -348,7 +350,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--gpus", help="comma-separated GPU ids, one run at a time per entry; repeat an id "
                         "to pack runs onto one GPU (0,0,0,0: four on GPU 0); replaces --jobs")
     parser.add_argument("--set", nargs="+", default=[], metavar="KEY=VALUE",
-                        help="overrides for every run (e.g. data.imbalance_factor=50)")
+                        help="overrides for every run (e.g. data.imbalance_factor=50), below the variants' "
+                        "and stages' own; STAGE:KEY=VALUE for one stage of a coarse_to_fine sweep "
+                        "(e.g. finetune:optim.lr=0.1)")
     parser.add_argument("--name", help="the sweep's folder name (default: the file's name key)")
     parser.add_argument("--stages", nargs="+", choices=TRANSFER_STAGES,
                         help="coarse_to_fine: the stages to run after each pre-training (default: both); "
@@ -360,11 +364,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def sweep_from_args(args: argparse.Namespace) -> Sweep:
     """The sweep that the command line asks for; ``SweepError`` for a mistake in it."""
     sweep = load_sweep(args.spec, args.methods, args.seeds)
-    for item in args.set:
-        key, sep, value = item.partition("=")
-        if not sep:
-            raise SweepError(f"--set expects KEY=VALUE, got {item!r}")
-        sweep.overrides[key] = yaml.safe_load(value)
+    given = [set_override(sweep, item) for item in args.set]
     sweep.name = args.name or sweep.name
     if args.only:
         unknown = [v for v in args.only if v not in sweep.variants]
@@ -377,7 +377,47 @@ def sweep_from_args(args: argparse.Namespace) -> Sweep:
         sweep.transfer_stages = tuple(args.stages)
     if args.jobs < 1:
         raise SweepError("--jobs must be >= 1")
+    for stage, key in given:
+        note = None if stage else shadowed_note(sweep, key, {s for s, k in given if s and k == key})
+        if note:
+            print(f"ammix sweep: note: {note}", file=sys.stderr)
     return sweep
+
+
+def set_override(sweep: Sweep, item: str) -> tuple[str, str]:
+    """Apply one ``--set`` word: ``KEY=VALUE`` for every run, ``STAGE:KEY=VALUE`` for one transfer stage
+    of a coarse_to_fine sweep. Returns (STAGE or "", KEY)."""
+    key, sep, value = item.partition("=")
+    if not sep:
+        raise SweepError(f"--set expects KEY=VALUE or STAGE:KEY=VALUE, got {item!r}")
+    stage, _, key = key.rpartition(":")
+    if not stage:
+        sweep.overrides[key] = yaml.safe_load(value)
+        return "", key
+    if sweep.protocol != "coarse_to_fine" or stage not in TRANSFER_STAGES:
+        raise SweepError(f"--set {item!r}: a stage prefix is one of {', '.join(TRANSFER_STAGES)}, "
+                         "for a coarse_to_fine sweep")
+    getattr(sweep, stage)[key] = yaml.safe_load(value)
+    return stage, key
+
+
+def sets(overrides: dict, key: str) -> bool:
+    """Whether ``overrides`` sets ``key`` itself or a whole section holding it."""
+    return any(key == k or key.startswith(f"{k}.") for k in overrides)
+
+
+def shadowed_note(sweep: Sweep, key: str, set_by_stage: set[str]) -> str | None:
+    """Which runs a ``--set KEY`` for every run does not reach: a variant or a transfer stage of the
+    sweep file that sets KEY itself wins over it, unless ``--set STAGE:KEY`` set it for that stage too
+    (``set_by_stage``). ``None`` when it reaches every run."""
+    variants = [f"variant {name}" for name, overrides in sweep.variants.items() if sets(overrides or {}, key)]
+    stages = [stage for stage in sweep.transfer_stages if sweep.protocol == "coarse_to_fine"
+              and stage not in set_by_stage and sets(getattr(sweep, stage), key)]
+    if not variants and not stages:
+        return None
+    hint = "".join(f"; --set {stage}:{key}=VALUE sets it for the {stage} stage" for stage in stages)
+    where = ", ".join([*variants, *(f"the {stage} stage" for stage in stages)])
+    return f"--set {key} does not reach {where}, which the sweep file sets itself{hint}"
 
 
 def run(args: argparse.Namespace) -> int:
