@@ -2,7 +2,7 @@
 # The converged CPU-scale evidence of docs/results.md, in the order it is run (what answers the most
 # first), one run at a time on 2 cores. Each command resumes where it stopped (finished runs are
 # skipped), so the script can be re-run until all is finished. Budgets, measured on the 2-core EPYC
-# with bf16, are in each sweep file: about 32 hours in all. The configs spell bf16 autocast: on a CPU
+# with bf16, are in each sweep file: about 36 hours in all. The configs spell bf16 autocast: on a CPU
 # without native bf16 (no AVX-512 BF16 or AMX; a run warns) it is 5-9x slower than float32, so there
 # add `--set train.amp=off` to each sweep (and `train.amp=off` to each toy) and expect about 4x the
 # budgets (docs/benchmarks.md).
@@ -32,3 +32,6 @@ ammix toy configs/toy-mini-cifar-cpu.yaml train.epochs=120 --methods ce am_mixup
 ammix sweep $S/ablation-balanced-fashion-mnist-cpu.yaml --runs-dir runs          # 2.3 h + 55 min (length)
 ammix sweep $S/c2f-cifar10-jpeg-cpu.yaml --runs-dir runs                         # 2 h + 1 h (length)
 ammix sweep $S/c2f-cifar10-jpeg-cpu-scratch.yaml --runs-dir runs
+ammix sweep $S/c2f-cifar10-jpeg-cpu-ft60.yaml --runs-dir runs --stages finetune   # 55 min
+ammix sweep $S/c2f-cifar10-jpeg-cpu-ft60.yaml --runs-dir runs --stages finetune --set finetune:train.epochs=120 --name c2f-cifar10-jpeg-cpu-ft120  # 90 min
+ammix sweep $S/c2f-fashion-mnist-cpu-lr0.1.yaml --runs-dir runs --stages finetune  # 90 min
