@@ -33,5 +33,5 @@ ammix sweep $S/ablation-balanced-fashion-mnist-cpu.yaml --runs-dir runs         
 ammix sweep $S/c2f-cifar10-jpeg-cpu.yaml --runs-dir runs                         # 2 h + 1 h (length)
 ammix sweep $S/c2f-cifar10-jpeg-cpu-scratch.yaml --runs-dir runs
 ammix sweep $S/c2f-cifar10-jpeg-cpu-ft60.yaml --runs-dir runs --stages finetune   # 55 min
-ammix sweep $S/c2f-cifar10-jpeg-cpu-ft60.yaml --runs-dir runs --stages finetune --set finetune:train.epochs=120 --name c2f-cifar10-jpeg-cpu-ft120  # 90 min
+ammix sweep $S/c2f-cifar10-jpeg-cpu-ft60.yaml --runs-dir runs --stages finetune --set finetune:train.epochs=120 --name c2f-cifar10-jpeg-cpu-ft120  # 100 min
 ammix sweep $S/c2f-fashion-mnist-cpu-lr0.1.yaml --runs-dir runs --stages finetune  # 90 min
