@@ -192,8 +192,10 @@ def test_set_for_one_stage_and_the_note_when_a_stage_or_variant_shadows_it(tmp_p
     assert [r.overrides["optim.lr"] for r in (pretrain, probe, finetune)] == [0.5, 0.5, 0.1]
     assert capsys.readouterr().err == (
         "ammix sweep: note: --set mixing.gamma does not reach variant am, which the sweep file sets itself\n")
-    # Without the stage's own --set, the file's fine-tuning lr wins and the note says where to set it.
-    sweep_from_args(sweep_args([str(spec), "--set", "optim.lr=0.5"]))
+    # Without the stage's own --set, the file's fine-tuning lr wins and the note says where to set it,
+    # once however often the key is given (the last value wins).
+    sweep = sweep_from_args(sweep_args([str(spec), "--set", "optim.lr=0.3", "optim.lr=0.5"]))
+    assert plan_runs(sweep, tmp_path / "runs")[0].overrides["optim.lr"] == 0.5
     assert capsys.readouterr().err == (
         "ammix sweep: note: --set optim.lr does not reach the finetune stage, which the sweep file sets "
         "itself; --set finetune:optim.lr=VALUE sets it for the finetune stage\n")

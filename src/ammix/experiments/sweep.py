@@ -377,7 +377,7 @@ def sweep_from_args(args: argparse.Namespace) -> Sweep:
         sweep.transfer_stages = tuple(args.stages)
     if args.jobs < 1:
         raise SweepError("--jobs must be >= 1")
-    for stage, key in given:
+    for stage, key in dict.fromkeys(given):  # a key given twice gets one note
         note = None if stage else shadowed_note(sweep, key, {s for s, k in given if s and k == key})
         if note:
             print(f"ammix sweep: note: {note}", file=sys.stderr)
