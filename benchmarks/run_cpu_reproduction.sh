@@ -36,5 +36,5 @@ ammix sweep $S/c2f-cifar10-jpeg-cpu-ft60.yaml --runs-dir runs --stages finetune 
 ammix sweep $S/c2f-cifar10-jpeg-cpu-ft60.yaml --runs-dir runs --stages finetune --set finetune:train.epochs=120 --name c2f-cifar10-jpeg-cpu-ft120  # 100 min
 ammix sweep $S/c2f-fashion-mnist-cpu-lr0.1.yaml --runs-dir runs --stages finetune  # 90 min
 ammix sweep $S/lt-fashion-mnist-cpu-drw.yaml --runs-dir runs                     # 75 min
-ammix sweep $S/c2f-cifar10-jpeg-cpu-ft60.yaml --runs-dir runs --stages finetune --set finetune:train.epochs=240 --name c2f-cifar10-jpeg-cpu-ft240  # 2.8 h
+ammix sweep $S/c2f-cifar10-jpeg-cpu-ft60.yaml --runs-dir runs --stages finetune --set finetune:train.epochs=240 --name c2f-cifar10-jpeg-cpu-ft240  # 3.1 h with its pre-trainings
 ammix sweep $S/c2f-cifar10-jpeg-cpu-scratch.yaml --runs-dir runs --only finetune-150ep finetune-270ep  # 2.4 h

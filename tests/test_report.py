@@ -346,3 +346,31 @@ def test_variants_filter_keeps_the_matching_runs_and_refuses_a_pattern_that_matc
     assert _cli([str(runs), "--variants", "ce", "*-200ep"]) == 2
     assert capsys.readouterr().err == (
         "ammix report: --variants *-200ep match(es) no finished run; variants: am_mixup, ce, mixup\n")
+
+
+def test_pair_runs_csv_pairs_each_variant_with_its_own_base_seed_by_seed(tmp_path):
+    """benchmarks/pair_runs_csv.py: runs of two runs.csv files, paired by variant and seed."""
+    import importlib.util
+    from pathlib import Path
+    spec = importlib.util.spec_from_file_location(
+        "pair_runs_csv", Path(__file__).parents[1] / "benchmarks" / "pair_runs_csv.py")
+    pair_runs_csv = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(pair_runs_csv)
+
+    def write(name, rows):
+        path = tmp_path / name
+        path.write_text("sweep,stage,variant,seed,last.acc\n" + "".join(f"s,{r}\n" for r in rows))
+        return path
+
+    new = write("new.csv", ["finetune,ce,0,91.0", "finetune,ce,1,92.0", "finetune,am,0,90.0",
+                            "pretrain,ce,0,1.0"])
+    base = write("base.csv", ["finetune,ce,0,90.0", "finetune,ce,1,90.5", "finetune,ce,2,80.0",
+                              "finetune,am,1,89.0", ",scratch,0,90.5", ",scratch,1,91.5"])
+    pairs = pair_runs_csv.pair(pair_runs_csv.read_runs(new, "finetune", "last.acc"),
+                               pair_runs_csv.read_runs(base, "finetune", "last.acc"), "last.acc")
+    # ce: seeds 0 and 1 pair (+1.0, +1.5); am shares no seed with its base, so it has no row.
+    assert pairs == [{"variant": "ce", "mean": 1.25, "std": pytest.approx(0.5 ** 0.5 / 2), "pairs": 2}]
+    scratch = pair_runs_csv.pair(pair_runs_csv.read_runs(new, "finetune", "last.acc"),
+                                 pair_runs_csv.read_runs(base, "", "last.acc"), "last.acc", "scratch")
+    assert scratch == [{"variant": "am", "mean": -0.5, "std": 0.0, "pairs": 1},
+                       {"variant": "ce", "mean": 0.5, "std": 0.0, "pairs": 2}]
