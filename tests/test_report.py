@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import argparse
 import csv
+import importlib.util
 import json
+from pathlib import Path
 
 import pytest
 import yaml
@@ -350,8 +352,6 @@ def test_variants_filter_keeps_the_matching_runs_and_refuses_a_pattern_that_matc
 
 def test_pair_runs_csv_pairs_each_variant_with_its_own_base_seed_by_seed(tmp_path):
     """benchmarks/pair_runs_csv.py: runs of two runs.csv files, paired by variant and seed."""
-    import importlib.util
-    from pathlib import Path
     spec = importlib.util.spec_from_file_location(
         "pair_runs_csv", Path(__file__).parents[1] / "benchmarks" / "pair_runs_csv.py")
     pair_runs_csv = importlib.util.module_from_spec(spec)
