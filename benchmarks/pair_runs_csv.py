@@ -41,7 +41,8 @@ def pair(new: dict[str, dict[int, float]], base: dict[str, dict[int, float]], me
         for side, values in (("new", seeds), ("base", reference)):
             records += [{"sweep": variant, "stage": "", "variant": side, "seed": seed,
                          "metrics": {metric: value}} for seed, value in values.items()]
-    return [{"variant": d["sweep"], "mean": d["mean"], "std": d["std"], "pairs": d["pairs"]}
+    return [{"variant": d["sweep"], "mean": d["mean"], "std": d["std"], "pairs": d["pairs"],
+             "seeds": d["seeds"], "differences": d["differences"]}
             for d in paired_differences(records, "base", [metric])]
 
 

@@ -259,9 +259,9 @@ def test_paired_differences_match_seeds():
                _record("t", "am", 0, {"a": 1.0})]  # a sweep without the baseline
     assert rep.paired_differences(records, "ce", ["a", "u", "nope"]) == [
         {"sweep": "s", "stage": "", "baseline": "ce", "variant": "am", "metric": "a",
-         "mean": 5.5, "std": 0.7071067811865476, "pairs": 2},
+         "mean": 5.5, "std": 0.7071067811865476, "pairs": 2, "seeds": [0, 1], "differences": [5.0, 6.0]},
         {"sweep": "s", "stage": "", "baseline": "ce", "variant": "am", "metric": "u",
-         "mean": 0.5, "std": 0.0, "pairs": 1},
+         "mean": 0.5, "std": 0.0, "pairs": 1, "seeds": [0], "differences": [0.5]},
     ]
     assert rep.paired_differences(records, "am", ["a"])[0]["mean"] == -5.5
 
@@ -277,6 +277,7 @@ def test_report_paired_table_and_csv(runs, tmp_path, capsys):
         (acc, wall) = csv.DictReader(f)
     assert (acc["sweep"], acc["variant"], acc["metric"], acc["pairs"]) == ("lt", "am_mixup", "last.acc", "3")
     assert float(acc["mean"]) == 6.0 and float(acc["std"]) == 1.0 and float(wall["mean"]) == 0.0
+    assert (acc["seeds"], acc["differences"]) == ("0 1 2", "5.0 6.0 7.0")
     assert _cli([str(runs), "--out", str(tmp_path / "cli"), "--baseline", "am_mixup"]) == 0
     assert "## lt: paired differences to am_mixup" in capsys.readouterr().out
     assert _cli([str(runs), "--baseline", "erm"]) == 2
@@ -369,8 +370,11 @@ def test_pair_runs_csv_pairs_each_variant_with_its_own_base_seed_by_seed(tmp_pat
     pairs = pair_runs_csv.pair(pair_runs_csv.read_runs(new, "finetune", "last.acc"),
                                pair_runs_csv.read_runs(base, "finetune", "last.acc"), "last.acc")
     # ce: seeds 0 and 1 pair (+1.0, +1.5); am shares no seed with its base, so it has no row.
-    assert pairs == [{"variant": "ce", "mean": 1.25, "std": pytest.approx(0.5 ** 0.5 / 2), "pairs": 2}]
+    assert pairs == [{"variant": "ce", "mean": 1.25, "std": pytest.approx(0.5 ** 0.5 / 2), "pairs": 2,
+                      "seeds": [0, 1], "differences": [1.0, 1.5]}]
     scratch = pair_runs_csv.pair(pair_runs_csv.read_runs(new, "finetune", "last.acc"),
                                  pair_runs_csv.read_runs(base, "", "last.acc"), "last.acc", "scratch")
-    assert scratch == [{"variant": "am", "mean": -0.5, "std": 0.0, "pairs": 1},
-                       {"variant": "ce", "mean": 0.5, "std": 0.0, "pairs": 2}]
+    assert scratch == [{"variant": "am", "mean": -0.5, "std": 0.0, "pairs": 1, "seeds": [0],
+                        "differences": [-0.5]},
+                       {"variant": "ce", "mean": 0.5, "std": 0.0, "pairs": 2, "seeds": [0, 1],
+                        "differences": [0.5, 0.5]}]

@@ -366,7 +366,8 @@ def paired_differences(records: Sequence[dict], baseline: str, metrics: Sequence
     ``metrics``: the differences ``variant - baseline`` over the seeds where both runs have the metric
     (runs without a seed are left out). Returns one dict per (sweep, stage, variant, metric) with at least
     one pair, sorted like :func:`aggregate`: ``sweep``, ``stage``, ``baseline``, ``variant``, ``metric``,
-    ``mean``, ``std`` (sample std, ddof=1; ``0.0`` for one pair) and ``pairs``.
+    ``mean``, ``std`` (sample std, ddof=1; ``0.0`` for one pair), ``pairs``, and the ``seeds`` with their
+    ``differences`` (so a per-seed difference quoted in the docs is read, not recomputed).
     """
     by_seed: dict[tuple[str, str, str], dict[int, dict]] = {}
     for rec in records:
@@ -379,13 +380,14 @@ def paired_differences(records: Sequence[dict], baseline: str, metrics: Sequence
         if base is None or variant == baseline:
             continue
         for metric in metrics:
-            diffs = [float(runs[seed][metric]) - float(base[seed][metric])
-                     for seed in sorted(set(runs) & set(base))
+            seeds = [seed for seed in sorted(set(runs) & set(base))
                      if _is_scalar(runs[seed].get(metric)) and _is_scalar(base[seed].get(metric))]
+            diffs = [float(runs[seed][metric]) - float(base[seed][metric]) for seed in seeds]
             if diffs:
                 mean, std = _mean_std(diffs)
                 out.append({"sweep": sweep, "stage": stage, "baseline": baseline, "variant": variant,
-                            "metric": metric, "mean": mean, "std": std, "pairs": len(diffs)})
+                            "metric": metric, "mean": mean, "std": std, "pairs": len(diffs),
+                            "seeds": seeds, "differences": diffs})
     return out
 
 
@@ -736,14 +738,17 @@ def write_runs_csv(records: Sequence[dict], metrics: Sequence[str], path: str | 
 
 
 def write_paired_csv(paired: Sequence[dict], path: str | os.PathLike) -> Path:
-    """One line per :func:`paired_differences` entry, full precision; the std blank for one pair."""
+    """One line per :func:`paired_differences` entry, full precision; the std blank for one pair; the
+    ``seeds`` and their ``differences`` space-separated, in the same order."""
     path = Path(path)
     with open(path, "w", newline="", encoding="utf-8") as f:
         writer = csv.writer(f)
-        writer.writerow(["sweep", "stage", "baseline", "variant", "metric", "mean", "std", "pairs"])
+        writer.writerow(["sweep", "stage", "baseline", "variant", "metric", "mean", "std", "pairs",
+                         "seeds", "differences"])
         for d in paired:
             writer.writerow([d["sweep"], d["stage"], d["baseline"], d["variant"], d["metric"],
-                             _num(d["mean"], d["pairs"]), _num(d["std"], d["pairs"], True), d["pairs"]])
+                             _num(d["mean"], d["pairs"]), _num(d["std"], d["pairs"], True), d["pairs"],
+                             " ".join(map(str, d["seeds"])), " ".join(repr(v) for v in d["differences"])])
     return path
 
 
