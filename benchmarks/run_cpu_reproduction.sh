@@ -2,7 +2,7 @@
 # The converged CPU-scale evidence of docs/results.md, in the order it is run (what answers the most
 # first), one run at a time on 2 cores. Each command resumes where it stopped (finished runs are
 # skipped), so the script can be re-run until all is finished. Budgets, measured on the 2-core EPYC
-# with bf16, are in each sweep file: about 44 hours in all. The configs spell bf16 autocast: on a CPU
+# with bf16, are in each sweep file: about 47 hours in all. The configs spell bf16 autocast: on a CPU
 # without native bf16 (no AVX-512 BF16 or AMX; a run warns) it is 5-9x slower than float32, so there
 # add `--set train.amp=off` to each sweep (and `train.amp=off` to each toy) and expect about 4x the
 # budgets (docs/benchmarks.md).
@@ -38,3 +38,4 @@ ammix sweep $S/c2f-fashion-mnist-cpu-lr0.1.yaml --runs-dir runs --stages finetun
 ammix sweep $S/lt-fashion-mnist-cpu-drw.yaml --runs-dir runs                     # 75 min + 50 min (length)
 ammix sweep $S/c2f-cifar10-jpeg-cpu-ft60.yaml --runs-dir runs --stages finetune --set finetune:train.epochs=240 --name c2f-cifar10-jpeg-cpu-ft240  # 3.1 h with its pre-trainings
 ammix sweep $S/c2f-cifar10-jpeg-cpu-scratch.yaml --runs-dir runs --only finetune-150ep finetune-270ep  # 2.4 h
+ammix sweep $S/lt-fashion-mnist-cpu-if10.yaml --runs-dir runs                    # 1.8 h + 75 min (length)
