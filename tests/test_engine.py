@@ -20,6 +20,7 @@ from ammix.cli import main
 from ammix.engine import (
     CheckpointError,
     ConfigError,
+    RunDirError,
     TrainingDiverged,
     load_checkpoint,
     load_config,
@@ -161,6 +162,29 @@ def test_resume_without_checkpoint_starts_afresh(tmp_path):
     summary = train(tiny(), run_dir, resume=True)
     assert summary["finished"]
     assert [r["epoch"] for r in read_metrics(run_dir)] == [1, 2, 3]
+
+
+def test_a_run_folder_in_use_by_another_training_is_refused(tmp_path):
+    """Two trainings in one folder (an orphaned run, a sweep started twice) would interleave their
+    checkpoints and metrics lines: the second is refused before it writes anything."""
+    run_dir = tmp_path / "run"
+    train(tiny(), run_dir)
+    before = {p.name: p.read_bytes() for p in run_dir.iterdir()}
+    holder = subprocess.Popen(  # another process holding the folder, as a training does
+        [sys.executable, "-c", "import fcntl, os, sys, time; fd = os.open(sys.argv[1], os.O_RDONLY); "
+         "fcntl.flock(fd, fcntl.LOCK_EX); print('held', flush=True); time.sleep(60)", str(run_dir)],
+        stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline() == "held\n"
+        for resume, fresh in ((True, False), (False, True)):
+            with pytest.raises(RunDirError, match="in use by another training process"):
+                train(tiny(), run_dir, resume=resume, fresh=fresh)
+        assert {p.name: p.read_bytes() for p in run_dir.iterdir()} == before
+    finally:
+        holder.kill()
+        holder.wait()
+    summary = train(tiny(), run_dir, fresh=True)  # released when its holder ends
+    assert summary["finished"] and [r["epoch"] for r in read_metrics(run_dir)] == [1, 2, 3]
 
 
 def test_nan_loss_stops_with_clear_message_and_keeps_checkpoint(tmp_path, monkeypatch, capsys):

@@ -1,7 +1,13 @@
 """The protocols end to end on tiny synthetic data: sweeps (train, coarse-to-fine), toy, demo, report."""
 
 import argparse
+import fcntl
 import json
+import os
+import signal
+import subprocess
+import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -116,6 +122,49 @@ def test_sweep_refuses_a_finished_run_made_with_another_config(tmp_path, capsys)
     saved.write_text(yaml.safe_dump(old))
     assert main(dry) == 0
     assert capsys.readouterr().out.splitlines()[1].startswith("[finished] ")
+
+
+def _held(folder: Path) -> bool:
+    """Whether a training holds ``folder`` (ammix.engine.rundir.claim_run_dir)."""
+    fd = os.open(folder, os.O_RDONLY)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        return False
+    except BlockingIOError:
+        return True
+    finally:
+        os.close(fd)
+
+
+def _wait_until(condition, seconds: float = 120.0) -> bool:
+    deadline = time.monotonic() + seconds
+    while not condition():
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.2)
+    return True
+
+
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT])
+def test_a_stopped_sweep_stops_its_running_run(tmp_path, sig):
+    """`kill` (or SIGINT) of a sweep ends its `ammix train` process too, instead of leaving it running
+    unwatched in its folder; the pending runs never start."""
+    spec = write_sweep(tmp_path, seeds=[0, 1], overrides={k: yaml.safe_load(v) for k, v in
+                                                          (o.split("=") for o in tiny(100000))},
+                       variants={"ce": {"mixing.method": "ce"}})
+    sweep = subprocess.Popen([sys.executable, "-m", "ammix", "sweep", str(spec), "--runs-dir",
+                              str(tmp_path / "runs")], stdout=subprocess.PIPE, text=True)
+    run_dir = tmp_path / "runs" / "s" / "ce" / "seed0"
+    try:
+        assert _wait_until(lambda: run_dir.is_dir() and _held(run_dir)), "the run never started"
+        sweep.send_signal(sig)
+        assert sweep.wait(timeout=60) == 128 + sig
+        assert _wait_until(lambda: not _held(run_dir), 30), "the run outlived its sweep"
+    finally:
+        sweep.kill()
+    out = sweep.stdout.read()
+    assert "ce/seed0: stopped with the sweep (resumes from its last checkpoint)" in out, out
+    assert not (tmp_path / "runs" / "s" / "ce" / "seed1").exists()
 
 
 def test_sweep_refuses_a_finished_run_whose_mixer_defaults_changed(tmp_path, capsys):

@@ -28,7 +28,7 @@ def test_gpu_slots():
 def test_repeated_gpu_ids_pack_runs_onto_one_gpu(tmp_path, monkeypatch, capsys):
     lock, running, peak, seen = threading.Lock(), Counter(), Counter(), []
 
-    def fake_train(command, stdout, stderr, env):
+    def fake_train(processes, command, stdout, stderr, env):
         gpu = env["CUDA_VISIBLE_DEVICES"]
         with lock:
             running[gpu] += 1
@@ -42,7 +42,7 @@ def test_repeated_gpu_ids_pack_runs_onto_one_gpu(tmp_path, monkeypatch, capsys):
             running["all"] -= 1
         return 0
 
-    monkeypatch.setattr(S.subprocess, "call", fake_train)
+    monkeypatch.setattr(S.RunProcesses, "call", fake_train)
     monkeypatch.setattr(S, "analyze_run", lambda run_dir: None)
     sweep = S.load_sweep(SMOKE, methods=["ce", "mixup", "cutmix", "remix"], seeds=[0, 1, 2])
     assert S.run_sweep(sweep, tmp_path, gpus=S.gpu_slots("0,0,1", 1)) == 0
@@ -62,13 +62,13 @@ def test_coarse_to_fine_order(tmp_path, monkeypatch, jobs):
     # pipelines); several at a time, every pre-training comes before any transfer stage.
     order = []
 
-    def fake_train(command, stdout, stderr, env):
+    def fake_train(processes, command, stdout, stderr, env):
         run_dir = Path(command[command.index("--run-dir") + 1])
         order.append("/".join(run_dir.parts[-3:]))
         (run_dir / "summary.json").write_text("{}")
         return 0
 
-    monkeypatch.setattr(S.subprocess, "call", fake_train)
+    monkeypatch.setattr(S.RunProcesses, "call", fake_train)
     monkeypatch.setattr(S, "analyze_run", lambda run_dir: None)
     spec = tmp_path / "c2f.yaml"
     spec.write_text(yaml.safe_dump({"name": "c2f", "config": str(SMOKE), "protocol": "coarse_to_fine",

@@ -51,6 +51,7 @@ from .rundir import (
     TENSORBOARD,
     append_metrics,
     check_run_dir,
+    claim_run_dir,
     holds_run,
     truncate_metrics,
     wipe_run_dir,
@@ -254,7 +255,8 @@ def train(
     owns_group = info.enabled and not torch.distributed.is_initialized()
     init_distributed(info, device, cfg.train.dist_timeout_s)
     try:
-        return _train(cfg, run_dir, resume, info, device, amp_dtype, command)
+        with claim_run_dir(run_dir) if info.is_main else contextlib.nullcontext():
+            return _train(cfg, run_dir, resume, info, device, amp_dtype, command)
     finally:
         if owns_group:
             cleanup_distributed()

@@ -1,15 +1,24 @@
 """The run folder: config.yaml, metrics.jsonl, summary.json, last.pt (and tb/ for TensorBoard).
 
 A folder that already holds a run is never overwritten silently: the caller chooses ``resume``
-(continue from last.pt) or ``fresh`` (delete the run and start again).
+(continue from last.pt) or ``fresh`` (delete the run and start again). A folder in use by a training
+still going (an earlier sweep's orphaned run, the same sweep started twice) is refused, not shared.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
+import os
 import shutil
+from collections.abc import Iterator
 from pathlib import Path
+
+try:
+    import fcntl
+except ImportError:  # Windows: no advisory locks, the folder is not claimed
+    fcntl = None
 
 from .checkpoint import atomic_write
 
@@ -51,10 +60,41 @@ def check_run_dir(run_dir: Path, resume: bool, fresh: bool) -> None:
             )
 
 
+@contextlib.contextmanager
+def claim_run_dir(run_dir: Path) -> Iterator[None]:
+    """Hold ``run_dir`` (created if missing) for this process while the block runs: two trainings in
+    one folder would interleave their checkpoints and metrics lines without an error. An advisory lock
+    (``flock``) on the folder itself, released when the process ends, however it ends;
+    ``RunDirError`` when another process holds it. A folder it created and left empty (a run that
+    failed before writing anything) is removed again."""
+    created = not run_dir.exists()
+    run_dir.mkdir(parents=True, exist_ok=True)
+    fd = os.open(run_dir, os.O_RDONLY) if fcntl else None
+    try:
+        if fd is not None:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                raise RunDirError(
+                    f"run folder {run_dir} is in use by another training process (still running "
+                    f"there); stop it first, or choose another --run-dir"
+                ) from None
+        yield
+    finally:
+        if created and not any(run_dir.iterdir()):
+            run_dir.rmdir()
+        if fd is not None:
+            os.close(fd)
+
+
 def wipe_run_dir(run_dir: Path) -> None:
-    """Delete the folder of an old run (for ``--fresh``)."""
-    if run_dir.exists():
-        shutil.rmtree(run_dir)
+    """Delete what the folder of an old run holds (for ``--fresh``), keeping the folder itself, whose
+    claim (:func:`claim_run_dir`) this process holds."""
+    for path in run_dir.iterdir():
+        if path.is_dir() and not path.is_symlink():
+            shutil.rmtree(path)
+        else:
+            path.unlink()
 
 
 def _json_safe(value):

@@ -25,7 +25,8 @@ holds: a variant naming another method than the base config's drops the base's m
 naming the same method keeps them (merged); ``mixing: {...}`` as a whole replaces the section.
 Every run's config is validated before the first run starts (and by ``--dry-run``).
 Runs write ``RUNS/<name>/<variant>/seed<S>[/<stage>]``. A finished run (summary.json) is skipped, an
-interrupted one (last.pt) resumed, so a sweep can be stopped and started again at any point. A run
+interrupted one (last.pt) resumed, so a sweep can be stopped and started again at any point (SIGTERM
+or Ctrl-C stops its running runs with it; a run folder in use by another training is refused). A run
 folder made with another config (its config.yaml differs from the config the run would use now, by
 the rule ``--resume`` applies, or its summary.json records a mixer built with other options, a default
 changed since, or an L-BFGS probe fitted otherwise) is refused, never reused: give the changed sweep its
@@ -40,10 +41,13 @@ together. ``--jobs N`` runs N at a time (all pre-trainings first, then the trans
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
+import signal
 import subprocess
 import sys
+import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -284,6 +288,56 @@ def gpu_slots(gpus: str | None, jobs: int) -> list[str | None]:
     return ids
 
 
+class RunProcesses:
+    """The sweep's running `ammix train` processes, so that they stop with the sweep: a sweep ended by
+    SIGTERM (`kill`, a scheduler's cancel) would otherwise leave its runs going on unwatched (a sweep
+    started again finds their folders in use), and one sent SIGINT alone would wait for them to end."""
+
+    def __init__(self) -> None:
+        self.stopping = False
+        self._running: set[subprocess.Popen] = set()
+        self._lock = threading.Lock()
+
+    def call(self, command: list[str], **popen_args) -> int:
+        """``subprocess.call``, stoppable by :meth:`stop`; a call after the stop starts nothing."""
+        with self._lock:
+            if self.stopping:
+                return -signal.SIGTERM
+            proc = subprocess.Popen(command, **popen_args)
+            self._running.add(proc)
+        try:
+            return proc.wait()
+        finally:
+            with self._lock:
+                self._running.discard(proc)
+
+    def stop(self) -> None:
+        with self._lock:
+            self.stopping = True
+            for proc in self._running:
+                proc.terminate()
+
+    @contextlib.contextmanager
+    def stopped_by_signals(self):
+        """While the block runs (in the main thread), SIGTERM or SIGINT stops the runs, then ends the
+        sweep (``SystemExit``, 128 + the signal); the runs resume from their last checkpoint when the
+        sweep starts again."""
+        if threading.current_thread() is not threading.main_thread():
+            yield
+            return
+
+        def on_signal(signum, frame):
+            self.stop()
+            raise SystemExit(128 + signum)
+
+        previous = {sig: signal.signal(sig, on_signal) for sig in (signal.SIGTERM, signal.SIGINT)}
+        try:
+            yield
+        finally:
+            for sig, handler in previous.items():
+                signal.signal(sig, handler)
+
+
 def run_sweep(sweep: Sweep, runs_dir: Path, jobs: int = 1, gpus: list[str] | None = None) -> int:
     """Run the sweep's unfinished runs, `jobs` at a time, or one per entry of `gpus` (GPU ids, repeated
     to pack several runs onto one GPU), each run seeing only its GPU (CUDA_VISIBLE_DEVICES).
@@ -304,6 +358,7 @@ def run_sweep(sweep: Sweep, runs_dir: Path, jobs: int = 1, gpus: list[str] | Non
         analyze_run(run.run_dir)
     free = list(range(len(slots)))  # a pool thread takes a free slot: there are as many threads as slots
     failed: list[str] = []
+    processes = RunProcesses()
 
     def launch(run: Run) -> bool:
         if run.after is not None and not is_finished(run.after.run_dir):
@@ -317,8 +372,11 @@ def run_sweep(sweep: Sweep, runs_dir: Path, jobs: int = 1, gpus: list[str] | Non
         start = time.time()
         with open(run.run_dir / "train.log", "a") as log:
             command = train_command(sweep.config, run)
-            code = subprocess.call(command, stdout=log, stderr=subprocess.STDOUT, env=env)
+            code = processes.call(command, stdout=log, stderr=subprocess.STDOUT, env=env)
         free.append(slot)
+        if processes.stopping:
+            print(f"  {run.label}: stopped with the sweep (resumes from its last checkpoint)", flush=True)
+            return False
         status = "done" if code == 0 else f"FAILED (exit {code}, see {run.run_dir / 'train.log'})"
         print(f"  {run.label}: {status} in {time.time() - start:.0f} s", flush=True)
         if code != 0:
@@ -332,9 +390,10 @@ def run_sweep(sweep: Sweep, runs_dir: Path, jobs: int = 1, gpus: list[str] | Non
     # transfer stages that wait on them in a second wave.
     pretrainings = [run for run in todo if run.after is None]
     waves = [todo] if len(slots) == 1 else [pretrainings, [run for run in todo if run.after is not None]]
-    for wave in waves:
-        with ThreadPoolExecutor(max_workers=len(slots)) as pool:
-            list(pool.map(launch, wave))
+    with processes.stopped_by_signals():
+        for wave in waves:
+            with ThreadPoolExecutor(max_workers=len(slots)) as pool:
+                list(pool.map(launch, wave))
     if failed:
         print(f"{len(failed)} run(s) failed: {', '.join(failed)}", file=sys.stderr)
     return len(failed)
