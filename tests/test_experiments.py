@@ -352,6 +352,10 @@ def test_toy_seeds_run_apart_and_the_table_averages_them(tmp_path):
 
     # Run again: the finished runs are reused; changed, they are refused before anything trains.
     assert [r["acc"] for r in run_toy(spec, tmp_path, TINY)] == accs
+    # A call on one seed keeps the other seed's row in the table (toy.md, toy.json).
+    assert [r["seed"] for r in run_toy(spec, tmp_path, TINY, seeds=[1])] == [1]
+    assert [r["seed"] for r in json.loads((tmp_path / "toy.json").read_text())] == [0, 1]
+    assert f"| balanced | ce | 2 | {mean:.1f} ± {std:.1f} |" in (tmp_path / "toy.md").read_text()
     with pytest.raises(toy.ToyError) as err:
         run_toy(spec, tmp_path, [*TINY, "optim.lr=0.5"])
     assert str(err.value) == (

@@ -18,7 +18,8 @@ Each (setting, variant) trains in-process into ``OUT/<setting>/<variant>`` (``..
 ``OUT/<setting>.png`` and ``.pdf`` (the first seed): the test features coloured by class over the
 classifier's maximum softmax probability, with alignment, uniformity and neighbour uniformity in each
 panel's caption. ``OUT/toy.md`` holds the table (mean ± std over the seeds), with a legend of its
-columns; ``OUT/toy.json`` each run's own row. Each run also gets its ``analysis.json``, so that
+columns; ``OUT/toy.json`` each run's own row (a call on some settings, methods or seeds keeps the
+earlier calls' rows of the others). Each run also gets its ``analysis.json``, so that
 ``ammix report OUT --baseline ce`` gives the seed-paired differences.
 """
 
@@ -130,9 +131,27 @@ def run_toy(spec: dict, out_dir: str | Path, overrides: list[str] | None = None,
             changes = " ".join(override_args(spec["settings"][setting] or {}))
             title = f"{rf.test_set.name}, {setting}" + (f" ({changes})" if changes else "")
             feature_map_figure(panels, class_names, out_dir / setting, title=title)
-    (out_dir / "toy.md").write_text(format_table(rows))
-    (out_dir / "toy.json").write_text(json.dumps(rows, indent=2) + "\n")
+    table = with_earlier_rows(rows, out_dir / "toy.json", spec)
+    (out_dir / "toy.md").write_text(format_table(table))
+    (out_dir / "toy.json").write_text(json.dumps(table, indent=2) + "\n")
     return rows
+
+
+def with_earlier_rows(rows: list[dict], path: Path, spec: dict) -> list[dict]:
+    """``rows`` and, from ``path`` (an earlier call's toy.json), the rows of the runs this call did not
+    run, so that a call on some settings, methods or seeds keeps the others in the table; in the
+    order of the toy file (settings, then variants, then seeds)."""
+    ran = {(r["setting"], r["method"], r["seed"]) for r in rows}
+    earlier = json.loads(path.read_text()) if path.is_file() else []
+    merged = [r for r in earlier if (r["setting"], r["method"], r["seed"]) not in ran] + rows
+    settings, variants = list(spec["settings"]), list(spec["variants"])
+
+    def position(row: dict) -> tuple:
+        return (settings.index(row["setting"]) if row["setting"] in settings else len(settings),
+                variants.index(row["method"]) if row["method"] in variants else len(variants),
+                row["seed"] if row["seed"] is not None else -1)
+
+    return sorted(merged, key=position)
 
 
 def toy_configs(spec: dict, overrides: list[str] | None = None, quick: bool = False,
