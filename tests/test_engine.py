@@ -183,8 +183,10 @@ def test_a_run_folder_in_use_by_another_training_is_refused(tmp_path):
     finally:
         holder.kill()
         holder.wait()
+    (run_dir / "train.log").write_text("output of the old run\n")  # a sweep appends the new run's here
     summary = train(tiny(), run_dir, fresh=True)  # released when its holder ends
     assert summary["finished"] and [r["epoch"] for r in read_metrics(run_dir)] == [1, 2, 3]
+    assert (run_dir / "train.log").read_text() == "output of the old run\n"  # --fresh keeps the log
 
 
 def test_nan_loss_stops_with_clear_message_and_keeps_checkpoint(tmp_path, monkeypatch, capsys):

@@ -22,12 +22,13 @@ except ImportError:  # Windows: no advisory locks, the folder is not claimed
 
 from .checkpoint import atomic_write
 
-CONFIG, METRICS, SUMMARY, CHECKPOINT, TENSORBOARD = (
+CONFIG, METRICS, SUMMARY, CHECKPOINT, TENSORBOARD, TRAIN_LOG = (
     "config.yaml",
     "metrics.jsonl",
     "summary.json",
     "last.pt",
     "tb",
+    "train.log",  # written by a sweep, not by the training itself
 )
 _RUN_FILES = (CONFIG, METRICS, SUMMARY, CHECKPOINT)
 
@@ -89,8 +90,11 @@ def claim_run_dir(run_dir: Path) -> Iterator[None]:
 
 def wipe_run_dir(run_dir: Path) -> None:
     """Delete what the folder of an old run holds (for ``--fresh``), keeping the folder itself, whose
-    claim (:func:`claim_run_dir`) this process holds."""
+    claim (:func:`claim_run_dir`) this process holds, and ``train.log``, where a sweep (or a shell
+    redirect) is already appending this process's output."""
     for path in run_dir.iterdir():
+        if path.name == TRAIN_LOG:
+            continue
         if path.is_dir() and not path.is_symlink():
             shutil.rmtree(path)
         else:

@@ -60,6 +60,7 @@ from ammix.engine import ConfigError, apply_overrides, config_from_dict, load_co
 from ammix.engine.config import mixer_extras
 from ammix.engine.loop import config_changes, mixer_changes, mixer_record
 from ammix.engine.probe import FIT as PROBE_FIT
+from ammix.engine.rundir import TRAIN_LOG
 from ammix.mixing import build_mixer
 
 from .analyze import analyze_run
@@ -370,14 +371,14 @@ def run_sweep(sweep: Sweep, runs_dir: Path, jobs: int = 1, gpus: list[str] | Non
             env["CUDA_VISIBLE_DEVICES"] = slots[slot]
         run.run_dir.mkdir(parents=True, exist_ok=True)
         start = time.time()
-        with open(run.run_dir / "train.log", "a") as log:
+        with open(run.run_dir / TRAIN_LOG, "a") as log:
             command = train_command(sweep.config, run)
             code = processes.call(command, stdout=log, stderr=subprocess.STDOUT, env=env)
         free.append(slot)
         if processes.stopping:
             print(f"  {run.label}: stopped with the sweep (resumes from its last checkpoint)", flush=True)
             return False
-        status = "done" if code == 0 else f"FAILED (exit {code}, see {run.run_dir / 'train.log'})"
+        status = "done" if code == 0 else f"FAILED (exit {code}, see {run.run_dir / TRAIN_LOG})"
         print(f"  {run.label}: {status} in {time.time() - start:.0f} s", flush=True)
         if code != 0:
             failed.append(run.label)
