@@ -141,15 +141,18 @@ def with_earlier_rows(rows: list[dict], path: Path, spec: dict) -> list[dict]:
     """``rows`` and, from ``path`` (an earlier call's toy.json), the rows of the runs this call did not
     run, so that a call on some settings, methods or seeds keeps the others in the table; in the
     order of the toy file (settings, then variants, then seeds)."""
-    ran = {(r["setting"], r["method"], r["seed"]) for r in rows}
+    def run_key(row: dict) -> tuple:
+        return row["setting"], row["method"], row["seed"]
+
+    ran = {run_key(r) for r in rows}
     earlier = json.loads(path.read_text()) if path.is_file() else []
-    merged = [r for r in earlier if (r["setting"], r["method"], r["seed"]) not in ran] + rows
+    merged = [r for r in earlier if run_key(r) not in ran] + rows
     settings, variants = list(spec["settings"]), list(spec["variants"])
 
-    def position(row: dict) -> tuple:
+    def position(row: dict) -> tuple:  # a setting or variant no longer in the file goes last
         return (settings.index(row["setting"]) if row["setting"] in settings else len(settings),
                 variants.index(row["method"]) if row["method"] in variants else len(variants),
-                row["seed"] if row["seed"] is not None else -1)
+                row["seed"])
 
     return sorted(merged, key=position)
 
