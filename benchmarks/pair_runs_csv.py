@@ -1,7 +1,8 @@
 """Seed-paired differences between the runs of two committed runs.csv files (two sweep folders that
 `ammix report` cannot read together, e.g. when one sweep's run folders are gone): for each variant of
 the first file, its runs minus the same seeds of the same variant in the second file, or of one
-``--base-variant`` there (a from-scratch reference). The pairing is `ammix report`'s own
+``--base-variant`` there (a from-scratch reference), or of the variant ``--pair NEW=BASE`` names (a
+longer run against its shorter one). The pairing is `ammix report`'s own
 (``ammix.experiments.report.paired_differences``).
 
     python benchmarks/pair_runs_csv.py docs/results/c2f-fashion-mnist-cpu-lr0.1/runs.csv \\
@@ -30,12 +31,13 @@ def read_runs(path: Path, stage: str, metric: str) -> dict[str, dict[int, float]
 
 
 def pair(new: dict[str, dict[int, float]], base: dict[str, dict[int, float]], metric: str,
-         base_variant: str | None = None) -> list[dict]:
-    """One paired difference per variant of ``new`` that has a base: each variant is its own group of
-    two records, 'new' and 'base', so ``paired_differences`` pairs it with its own base only."""
+         base_variant: str | None = None, bases: dict[str, str] | None = None) -> list[dict]:
+    """One paired difference per variant of ``new`` that has a base (``bases[variant]`` when given,
+    else ``base_variant``, else the same name): each variant is its own group of two records, 'new'
+    and 'base', so ``paired_differences`` pairs it with its own base only."""
     records = []
     for variant, seeds in new.items():
-        reference = base.get(base_variant or variant)
+        reference = base.get(bases.get(variant) if bases is not None else base_variant or variant)
         if reference is None:
             continue
         for side, values in (("new", seeds), ("base", reference)):
@@ -52,15 +54,28 @@ def main() -> None:
     parser.add_argument("base", type=Path, help="runs.csv of the runs to subtract")
     parser.add_argument("--stage", default="", help="stage of the first file's rows (default: none)")
     parser.add_argument("--base-stage", default="", help="stage of the second file's rows (default: none)")
-    parser.add_argument("--base-variant", help="pair every variant with this one variant of the second file")
+    choice = parser.add_mutually_exclusive_group()
+    choice.add_argument("--base-variant", help="pair every variant with this one variant of the second file")
+    choice.add_argument("--pair", nargs="+", metavar="NEW=BASE",
+                        help="pair only these variants, each with the named variant of the second file")
     parser.add_argument("--metric", default="last.acc")
     parser.add_argument("--out", type=Path, required=True)
     args = parser.parse_args()
+    new = read_runs(args.new, args.stage, args.metric)
+    base = read_runs(args.base, args.base_stage, args.metric)
+    bases = None
+    if args.pair:
+        if not all("=" in item for item in args.pair):
+            parser.error(f"--pair takes NEW=BASE items, got: {' '.join(args.pair)}")
+        bases = dict(item.split("=", 1) for item in args.pair)
+        missing = [f"{v} (first file)" for v in bases if v not in new]
+        missing += [f"{b} (second file)" for b in bases.values() if b not in base]
+        if missing:
+            parser.error(f"--pair: no {args.metric} rows for {', '.join(missing)}")
     result = {"new": str(args.new), "base": str(args.base), "stage": args.stage,
-              "base_stage": args.base_stage, "base_variant": args.base_variant, "metric": args.metric,
-              "differences": pair(read_runs(args.new, args.stage, args.metric),
-                                  read_runs(args.base, args.base_stage, args.metric),
-                                  args.metric, args.base_variant)}
+              "base_stage": args.base_stage, "base_variant": args.base_variant, "named_pairs": bases,
+              "metric": args.metric,
+              "differences": pair(new, base, args.metric, args.base_variant, bases)}
     args.out.write_text(json.dumps(result, indent=2) + "\n")
     for d in result["differences"]:
         print(f"{d['variant']:16s} {d['mean']:+.2f} ± {d['std']:.2f} ({d['pairs']} pairs)")

@@ -378,3 +378,9 @@ def test_pair_runs_csv_pairs_each_variant_with_its_own_base_seed_by_seed(tmp_pat
                         "differences": [-0.5]},
                        {"variant": "ce", "mean": 0.5, "std": 0.0, "pairs": 2, "seeds": [0, 1],
                         "differences": [0.5, 0.5]}]
+    # Named pairs: only the variants named, each with its own base (am's own base is not used).
+    named = pair_runs_csv.pair(pair_runs_csv.read_runs(new, "finetune", "last.acc"),
+                               pair_runs_csv.read_runs(base, "finetune", "last.acc"), "last.acc",
+                               bases={"am": "ce"})
+    assert named == [{"variant": "am", "mean": 0.0, "std": 0.0, "pairs": 1, "seeds": [0],
+                      "differences": [0.0]}]
