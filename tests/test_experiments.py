@@ -4,6 +4,7 @@ import argparse
 import fcntl
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -248,6 +249,11 @@ def test_set_for_one_stage_and_the_note_when_a_stage_or_variant_shadows_it(tmp_p
     assert capsys.readouterr().err == (
         "ammix sweep: note: --set optim.lr does not reach the finetune stage, which the sweep file sets "
         "itself; --set finetune:optim.lr=VALUE sets it for the finetune stage\n")
+    # --set repeated adds to the earlier ones (a script appends train.amp=off to a line's own --set).
+    sweep = sweep_from_args(sweep_args([str(spec), "--set", "optim.lr=0.3", "--set", "train.amp=off"]))
+    assert {k: plan_runs(sweep, tmp_path / "runs")[0].overrides[k] for k in ("optim.lr", "train.amp")} == {
+        "optim.lr": 0.3, "train.amp": False}
+    capsys.readouterr()
     (tmp_path / "train").mkdir()
     train_spec = write_sweep(tmp_path / "train", variants={"ce": {}})
     for path, word in ((spec, "pretrain:optim.lr=0.1"), (train_spec, "finetune:optim.lr=0.1")):
@@ -392,3 +398,36 @@ def test_long_tailed_protocol_with_every_method(tmp_path, method):
     report = analyze_run(tmp_path)
     expected = {"alignment", "uniformity", "neighbour_uniformity", "feature_norm", "margin_ratio", "ece"}
     assert expected <= set(report)
+
+
+@pytest.mark.skipif(shutil.which("bash") is None, reason="needs bash")
+def test_cpu_reproduction_script_runs_every_sweep_and_toy_in_float32_with_amp_off(tmp_path):
+    """benchmarks/run_cpu_reproduction.sh with a stand-in `ammix` that records its arguments."""
+    (tmp_path / "benchmarks").mkdir()
+    script = tmp_path / "benchmarks" / "run_cpu_reproduction.sh"
+    shutil.copy(Path(__file__).parents[1] / "benchmarks" / "run_cpu_reproduction.sh", script)
+    (tmp_path / "bin").mkdir()
+    stub = tmp_path / "bin" / "ammix"
+    stub.write_text('#!/bin/sh\necho "$@" >> "$CALLS"\n')
+    stub.chmod(0o755)
+
+    def calls(amp):
+        log = tmp_path / f"calls-{amp}.txt"
+        env = {**os.environ, "PATH": f"{stub.parent}{os.pathsep}{os.environ['PATH']}", "CALLS": str(log)}
+        if amp is not None:
+            env["AMP"] = amp
+        done = subprocess.run(["bash", str(script)], env=env, capture_output=True, text=True)
+        return done.returncode, log.read_text().splitlines() if log.exists() else [], done.stderr
+
+    code, plain, _ = calls(None)
+    assert code == 0 and len(plain) == 24 and not any("amp" in call for call in plain)
+    code, float32, _ = calls("off")
+    assert code == 0 and len(float32) == 24
+    for before, after in zip(plain, float32, strict=True):
+        words = before.split()
+        if words[0] == "sweep":  # appended as its own --set, after a line's own --set
+            assert after == before + " --set train.amp=off"
+        else:  # toy: the override right after the toy file
+            assert after.split() == words[:2] + ["train.amp=off"] + words[2:]
+    code, none, err = calls("bf16")
+    assert code == 2 and none == [] and err == "run_cpu_reproduction.sh: AMP is off or unset, got 'bf16'\n"

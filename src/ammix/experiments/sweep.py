@@ -409,10 +409,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--jobs", type=int, default=1, help="runs at a time on this machine (default: 1)")
     parser.add_argument("--gpus", help="comma-separated GPU ids, one run at a time per entry; repeat an id "
                         "to pack runs onto one GPU (0,0,0,0: four on GPU 0); replaces --jobs")
-    parser.add_argument("--set", nargs="+", default=[], metavar="KEY=VALUE",
+    parser.add_argument("--set", nargs="+", action="extend", default=[], metavar="KEY=VALUE",
                         help="overrides for every run (e.g. data.imbalance_factor=50), below the variants' "
                         "and stages' own; STAGE:KEY=VALUE for one stage of a coarse_to_fine sweep "
-                        "(e.g. finetune:optim.lr=0.1)")
+                        "(e.g. finetune:optim.lr=0.1); may be repeated")
     parser.add_argument("--name", help="the sweep's folder name (default: the file's name key)")
     parser.add_argument("--stages", nargs="+", choices=TRANSFER_STAGES,
                         help="coarse_to_fine: the stages to run after each pre-training (default: both); "
