@@ -31,13 +31,13 @@ def read_runs(path: Path, stage: str, metric: str) -> dict[str, dict[int, float]
 
 
 def pair(new: dict[str, dict[int, float]], base: dict[str, dict[int, float]], metric: str,
-         base_variant: str | None = None, bases: dict[str, str] | None = None) -> list[dict]:
-    """One paired difference per variant of ``new`` that has a base (``bases[variant]`` when given,
-    else ``base_variant``, else the same name): each variant is its own group of two records, 'new'
-    and 'base', so ``paired_differences`` pairs it with its own base only."""
+         bases: dict[str, str] | None = None) -> list[dict]:
+    """One paired difference per variant of ``new`` that has a base (``bases[variant]``; without
+    ``bases``, the same name): each variant is its own group of two records, 'new' and 'base', so
+    ``paired_differences`` pairs it with its own base only."""
     records = []
     for variant, seeds in new.items():
-        reference = base.get(bases.get(variant) if bases is not None else base_variant or variant)
+        reference = base.get(variant if bases is None else bases.get(variant))
         if reference is None:
             continue
         for side, values in (("new", seeds), ("base", reference)):
@@ -63,7 +63,7 @@ def main() -> None:
     args = parser.parse_args()
     new = read_runs(args.new, args.stage, args.metric)
     base = read_runs(args.base, args.base_stage, args.metric)
-    bases = None
+    bases = dict.fromkeys(new, args.base_variant) if args.base_variant else None
     if args.pair:
         if not all("=" in item for item in args.pair):
             parser.error(f"--pair takes NEW=BASE items, got: {' '.join(args.pair)}")
@@ -73,9 +73,10 @@ def main() -> None:
         if missing:
             parser.error(f"--pair: no {args.metric} rows for {', '.join(missing)}")
     result = {"new": str(args.new), "base": str(args.base), "stage": args.stage,
-              "base_stage": args.base_stage, "base_variant": args.base_variant, "named_pairs": bases,
+              "base_stage": args.base_stage, "base_variant": args.base_variant,
+              "named_pairs": bases if args.pair else None,
               "metric": args.metric,
-              "differences": pair(new, base, args.metric, args.base_variant, bases)}
+              "differences": pair(new, base, args.metric, bases)}
     args.out.write_text(json.dumps(result, indent=2) + "\n")
     for d in result["differences"]:
         print(f"{d['variant']:16s} {d['mean']:+.2f} ± {d['std']:.2f} ({d['pairs']} pairs)")

@@ -373,7 +373,8 @@ def test_pair_runs_csv_pairs_each_variant_with_its_own_base_seed_by_seed(tmp_pat
     assert pairs == [{"variant": "ce", "mean": 1.25, "std": pytest.approx(0.5 ** 0.5 / 2), "pairs": 2,
                       "seeds": [0, 1], "differences": [1.0, 1.5]}]
     scratch = pair_runs_csv.pair(pair_runs_csv.read_runs(new, "finetune", "last.acc"),
-                                 pair_runs_csv.read_runs(base, "", "last.acc"), "last.acc", "scratch")
+                                 pair_runs_csv.read_runs(base, "", "last.acc"), "last.acc",
+                                 bases={"ce": "scratch", "am": "scratch"})
     assert scratch == [{"variant": "am", "mean": -0.5, "std": 0.0, "pairs": 1, "seeds": [0],
                         "differences": [-0.5]},
                        {"variant": "ce", "mean": 0.5, "std": 0.0, "pairs": 2, "seeds": [0, 1],
