@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 
+import matplotlib.image
 import pytest
 import yaml
 
@@ -46,7 +47,10 @@ def test_report_adds_the_tail_range_and_draws_the_curves(tmp_path, capsys):
     runs = {r["seed"]: r for r in rep.collect_runs(root)}
     assert runs[0]["metrics"]["curve.tail_range"] == pytest.approx(21.0)  # epoch 8: 50, epoch 10: 71
     assert runs[1]["metrics"]["curve.tail_range"] == pytest.approx(23.5)
-    assert (tmp_path / "out" / "figures" / "curves_lt.png") in out["figures"]
+    figure = tmp_path / "out" / "figures" / "curves_lt.png"
+    assert figure in out["figures"]
+    # One variant, one panel, yet two panels wide (3.2 in each, 120 dpi): room for the two-line title.
+    assert matplotlib.image.imread(figure).shape[1] == 768
     markdown = out["markdown"].read_text()
     assert "figures/curves_lt.png" in markdown
     assert "curve.tail_range" in markdown and "length check" in markdown

@@ -67,7 +67,8 @@ def plot_learning_curves(records: Sequence[dict], out_dir: str | os.PathLike) ->
             continue  # no run of this group recorded an evaluation
         columns = min(4, len(variants))
         rows = -(-len(variants) // columns)
-        fig = Figure(figsize=(3.2 * columns, 2.4 * rows), layout="constrained")
+        # At least two panels wide: the two-line title does not fit above one panel.
+        fig = Figure(figsize=(3.2 * max(columns, 2), 2.4 * rows), layout="constrained")
         FigureCanvasAgg(fig)
         axes = fig.subplots(rows, columns, squeeze=False, sharey=True)
         for ax, (variant, runs) in zip(axes.flat, sorted(drawn.items()), strict=False):
