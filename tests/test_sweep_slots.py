@@ -81,3 +81,21 @@ def test_coarse_to_fine_order(tmp_path, monkeypatch, jobs):
     else:
         assert sorted(order[:2]) == ["am/seed0/pretrain", "ce/seed0/pretrain"]
         assert sorted(order[2:]) == sorted(pipelines[1:3] + pipelines[4:])
+
+
+def test_a_run_that_ends_as_the_sweep_stops_is_reported_done(tmp_path, monkeypatch, capsys):
+    # The run exits 0 just as the sweep is stopped: it finished (a new start reuses it), so it reads
+    # "done", not "stopped ... resumes"; its analysis waits for the next start instead of the exit.
+    analysed = []
+
+    def fake_train(processes, command, stdout, stderr, env):
+        processes.stop()
+        return 0
+
+    monkeypatch.setattr(S.RunProcesses, "call", fake_train)
+    monkeypatch.setattr(S, "analyze_run", analysed.append)
+    sweep = S.load_sweep(SMOKE, methods=["ce"], seeds=[0])
+    assert S.run_sweep(sweep, tmp_path) == 0
+    out = capsys.readouterr().out
+    assert "ce/seed0: done in" in out and "stopped with the sweep" not in out, out
+    assert analysed == []

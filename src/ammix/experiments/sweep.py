@@ -375,13 +375,15 @@ def run_sweep(sweep: Sweep, runs_dir: Path, jobs: int = 1, gpus: list[str] | Non
             command = train_command(sweep.config, run)
             code = processes.call(command, stdout=log, stderr=subprocess.STDOUT, env=env)
         free.append(slot)
-        if processes.stopping:
+        if processes.stopping and code != 0:
             print(f"  {run.label}: stopped with the sweep (resumes from its last checkpoint)", flush=True)
             return False
         status = "done" if code == 0 else f"FAILED (exit {code}, see {run.run_dir / TRAIN_LOG})"
         print(f"  {run.label}: {status} in {time.time() - start:.0f} s", flush=True)
         if code != 0:
             failed.append(run.label)
+        elif processes.stopping:  # a run that ended as the sweep was stopped: analysed at the next start
+            return True
         elif not (run.run_dir / "analysis.json").is_file():
             analyze_run(run.run_dir)
         return code == 0
