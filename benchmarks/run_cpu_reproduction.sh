@@ -19,7 +19,9 @@ sweep() { ammix sweep "$@" ${float32[@]+--set "${float32[@]}"}; }
 toy() { local spec=$1; shift; ammix toy "$spec" ${float32[@]+"${float32[@]}"} "$@"; }
 S=configs/sweeps
 sweep $S/lt-fashion-mnist-cpu.yaml --runs-dir runs                         # 75 min
-sweep $S/lt-fashion-mnist-cpu.yaml --runs-dir runs --only ce-fp32 ce-120ep am_mixup-120ep --seeds 0
+# ce-fp32 is ce's float32 twin (the precision check); with AMP=off ce is float32 already.
+precision_twin=ce-fp32; [ "${AMP:-}" = off ] && precision_twin=
+sweep $S/lt-fashion-mnist-cpu.yaml --runs-dir runs --only $precision_twin ce-120ep am_mixup-120ep --seeds 0
 # The ablation reuses the long-tailed table's runs (the same configs and seeds), copied into its folder.
 mkdir -p runs/ablation-lt-fashion-mnist-cpu
 for v in ce mixup manifold_mixup cutmix remix am_mixup ce-120ep; do
