@@ -385,3 +385,36 @@ def test_pair_runs_csv_pairs_each_variant_with_its_own_base_seed_by_seed(tmp_pat
                                bases={"am": "ce"})
     assert named == [{"variant": "am", "mean": 0.0, "std": 0.0, "pairs": 1, "seeds": [0],
                       "differences": [0.0]}]
+
+
+def test_device_text_names_where_and_in_which_precision():
+    assert rep.device_text({"device": "cpu", "autocast": None}) == "cpu, float32"
+    assert rep.device_text({"device": "cpu", "autocast": "bfloat16"}) == "cpu, bfloat16"
+    assert rep.device_text({"device": "cuda:1 (NVIDIA H100 80GB HBM3)", "autocast": "bfloat16"}) == (
+        "cuda (NVIDIA H100 80GB HBM3), bfloat16")
+    assert rep.device_text({"last": {"acc": 1.0}}) == "not recorded"
+
+
+def test_a_table_that_mixes_precisions_says_so(tmp_path):
+    # A bf16 CE against a float32 AM-mixup: the device is a column of that table and a note says its
+    # differences include precision; report.csv and runs.csv carry each run's device.
+    root = tmp_path / "runs"
+    for variant, autocast in (("ce", "bfloat16"), ("am_mixup", None)):
+        for seed in range(2):
+            _write_run(root / "lt" / variant / f"seed{seed}", method=variant, seed=seed,
+                       summary={**_summary(70.0 + seed, [70.0, 70.0]), "device": "cpu", "autocast": autocast})
+    _write_run(root / "same" / "ce" / "seed0", summary={**_summary(70.0, [70.0, 70.0]), "device": "cpu"})
+    paths = rep.report(root, tmp_path / "out", metrics=["last.acc"], echo=False)
+    text = paths["markdown"].read_text()
+    lt, same = text.split("## same")
+    assert "| variant | method | device | n | last.acc (%) |" in lt
+    assert "| am_mixup | am_mixup | cpu, float32 | 2 |" in lt and "| ce | ce | cpu, bfloat16 | 2 |" in lt
+    assert "different devices or in different precisions" in lt
+    assert "device: cpu, float32" in same and "different devices" not in same
+    table = {row["variant"]: row["device"] for row in csv.DictReader(paths["csv"].open())
+             if row["sweep"] == "lt"}
+    assert table == {"ce": "cpu, bfloat16", "am_mixup": "cpu, float32"}
+    runs_csv = list(csv.DictReader(paths["runs_csv"].open()))
+    assert [(r["variant"], r["seed"], r["device"]) for r in runs_csv if r["sweep"] == "lt"] == [
+        ("am_mixup", "0", "cpu, float32"), ("am_mixup", "1", "cpu, float32"),
+        ("ce", "0", "cpu, bfloat16"), ("ce", "1", "cpu, bfloat16")]

@@ -13,7 +13,8 @@ a stage folder in one, without ``summary.json``) are left out, counted and liste
   ``analysis.json`` under ``"analysis.<key>"``; a list of numbers (per-class values) is kept as a list
   of floats (``None`` inside it becomes NaN). Booleans and strings are left out. From
   ``metrics.jsonl``: ``curve.tail_range`` (:mod:`ammix.experiments.curves`) and, for an L-BFGS probe,
-  ``probe.iterations`` and ``probe.grad_max`` (:func:`probe_fit`).
+  ``probe.iterations`` and ``probe.grad_max`` (:func:`probe_fit`). ``device``: where and in which
+  precision the run trained, from ``summary.json`` (:func:`device_text`: ``"cpu, bfloat16"``).
 - :func:`aggregate` groups the records by (sweep, stage, variant): per metric the mean and the
   **sample** standard deviation (``ddof=1``) over the runs that have it; with one run the std is
   ``0.0`` in the rows, blank in the CSV and not shown in the Markdown (it cannot be estimated).
@@ -81,6 +82,7 @@ __all__ = [
     "add_arguments",
     "aggregate",
     "collect_runs",
+    "device_text",
     "format_markdown",
     "format_paired_markdown",
     "load_references",
@@ -120,15 +122,20 @@ PER_CLASS_KEYS = ("last.per_class_acc", "per_class_acc", "best.per_class_acc")
 #: The metric the published column sits beside (the first present).
 TOP1_KEYS = ("last.acc", "acc", "final.acc", "test.acc", "best.acc")
 
-#: Context columns (from the config) of a table; one that is the same in the whole table is written
-#: above it instead.
+#: Context columns (from the config, and the device from the summary) of a table; one that is the
+#: same in the whole table is written above it instead. A table whose runs trained on different devices
+#: or in different precisions shows it per row and says so below it.
 CONTEXT = (
     ("dataset", "dataset"),
     ("imbalance_factor", "IF"),
     ("method", "method"),
     ("loss", "loss"),
     ("model", "model"),
+    ("device", "device"),
 )
+
+#: Every context key of an aggregated row (report.csv's context columns, in this order).
+CONTEXT_KEYS = ("dataset", "imbalance_factor", "profile", "labels", "method", "loss", "model", "device")
 
 STAGE_ORDER = ("", "pretrain", "probe", "finetune")
 _SEED_DIR = re.compile(r"^seed[_-]?(\d+)$")
@@ -256,8 +263,21 @@ def scan_runs(runs_dir: str | os.PathLike,
         config = _read_config(here / "config.yaml")
         sweep, variant, stage, seed = _group_keys(rel, runs_dir, config)
         records.append({"sweep": sweep, "variant": variant, "stage": stage, "seed": seed,
-                        "path": str(here), "config": config, "metrics": metrics})
+                        "path": str(here), "config": config, "device": device_text(summary),
+                        "metrics": metrics})
     return records, unfinished
+
+
+def device_text(summary: dict) -> str:
+    """Where and in which precision a run trained, from its ``summary.json``: ``"cpu, float32"``,
+    ``"cuda (NVIDIA H100 80GB HBM3), bfloat16"`` (the device index left out: packed runs each see
+    ``cuda:0``); ``"not recorded"`` for a summary without ``device``."""
+    device = summary.get("device")
+    if not isinstance(device, str) or not device:
+        return "not recorded"
+    kind, _, name = device.partition(" ")
+    where = kind.split(":")[0] + (f" {name}" if name else "")
+    return f"{where}, {summary.get('autocast') or 'float32'}"
 
 
 def probe_fit(lines: Sequence[dict]) -> dict[str, float]:
@@ -316,12 +336,13 @@ def aggregate(records: Sequence[dict], metrics: Sequence[str] | None = None) -> 
 
     ``metrics``: the metric keys (``None``: every key of any record). Returns one row per group, sorted
     by sweep, stage (one-stage, pretrain, probe, finetune, others), variant: ``sweep``, ``stage``,
-    ``variant``, ``n`` (runs), ``seeds``, ``paths``, the config context ``dataset``,
-    ``imbalance_factor``, ``profile``, ``labels``, ``method``, ``loss``, ``model`` (``None`` where the group's
-    runs disagree), and dicts ``mean``, ``std``, ``count`` keyed by metric (only metrics some run of
-    the group has). ``std`` is the sample std (ddof=1), ``0.0`` when ``count`` is 1. A list metric
-    (per-class) is averaged elementwise: ``mean`` and ``std`` are lists; a group whose runs' lists
-    differ in length, or that mixes lists and numbers, gets no value for it.
+    ``variant``, ``n`` (runs), ``seeds``, ``paths``, the context :data:`CONTEXT_KEYS` (``dataset``,
+    ``imbalance_factor``, ``profile``, ``labels``, ``method``, ``loss``, ``model`` from the config,
+    ``device`` from the record; ``None`` where the group's runs disagree), and dicts ``mean``, ``std``,
+    ``count`` keyed by metric (only metrics some run of the group has). ``std`` is the sample std
+    (ddof=1), ``0.0`` when ``count`` is 1. A list metric (per-class) is averaged elementwise: ``mean``
+    and ``std`` are lists; a group whose runs' lists differ in length, or that mixes lists and numbers,
+    gets no value for it.
     """
     groups: dict[tuple[str, str, str], list[dict]] = {}
     for rec in records:
@@ -330,10 +351,10 @@ def aggregate(records: Sequence[dict], metrics: Sequence[str] | None = None) -> 
     for (sweep, stage, variant), recs in sorted(groups.items(),
                                                 key=lambda kv: (kv[0][0], _stage_key(kv[0][1]), kv[0][2])):
         recs = sorted(recs, key=lambda r: (r["seed"] is None, r["seed"] if r["seed"] is not None else 0))
-        contexts = [_run_context(r.get("config") or {}) for r in recs]
+        contexts = [{**_run_context(r.get("config") or {}), "device": r.get("device")} for r in recs]
         row: dict[str, Any] = {"sweep": sweep, "stage": stage, "variant": variant, "n": len(recs),
                                "seeds": [r["seed"] for r in recs], "paths": [r["path"] for r in recs]}
-        for key in ("dataset", "imbalance_factor", "profile", "labels", "method", "loss", "model"):
+        for key in CONTEXT_KEYS:
             values = {c[key] for c in contexts}
             row[key] = values.pop() if len(values) == 1 else None
         keys = metrics if metrics is not None else sorted({k for r in recs for k in r["metrics"]})
@@ -604,6 +625,9 @@ def format_markdown(rows: Sequence[dict], metrics: Sequence[str], references: Se
                 f"({ref['metric']}; {_source_text(ref)}).")
         if other_backbone:
             table_notes.append("†: published with another backbone than this row's.")
+        if ("device", "device") in varying:
+            table_notes.append("the rows ran on different devices or in different precisions (column "
+                               "device): their differences include that.")
         for dataset in sorted({str(r.get("dataset")) for r in section if r.get("dataset")}):
             base = dataset[:-3] if dataset.endswith("-lt") else dataset
             if _official(dataset) is None and base.startswith(("cifar10", "cifar100")):
@@ -695,8 +719,7 @@ def write_csv(rows: Sequence[dict], metrics: Sequence[str], path: str | os.PathL
     ``<metric>.mean`` and ``<metric>.std`` (accuracies in percent, full precision; the std blank below
     2 runs), and ``published`` / ``published_source`` (percent, as in the paper)."""
     path = Path(path)
-    context = ["dataset", "imbalance_factor", "profile", "labels", "method", "loss", "model"]
-    header = ["sweep", "stage", "variant", *context, "n", "seeds"]
+    header = ["sweep", "stage", "variant", *CONTEXT_KEYS, "n", "seeds"]
     for m in metrics:
         header += [f"{m}.mean", f"{m}.std"]
     header += ["published", "published_source"]
@@ -705,7 +728,7 @@ def write_csv(rows: Sequence[dict], metrics: Sequence[str], path: str | os.PathL
         writer.writerow(header)
         for row in rows:
             line = [row["sweep"], row["stage"], row["variant"]]
-            line += ["" if row.get(k) is None else row[k] for k in context]
+            line += ["" if row.get(k) is None else row[k] for k in CONTEXT_KEYS]
             line += [row["n"], " ".join("" if s is None else str(s) for s in row["seeds"])]
             for m in metrics:
                 if m in row["mean"] and not isinstance(row["mean"][m], list):
@@ -721,19 +744,19 @@ def write_csv(rows: Sequence[dict], metrics: Sequence[str], path: str | os.PathL
 
 
 def write_runs_csv(records: Sequence[dict], metrics: Sequence[str], path: str | os.PathLike) -> Path:
-    """One line per finished run: ``sweep``, ``stage``, ``variant``, ``seed``, then each metric's value as
-    read (accuracies in percent; blank where the run lacks it); the numbers behind every mean ± std of
-    ``report.csv``."""
+    """One line per finished run: ``sweep``, ``stage``, ``variant``, ``seed``, ``device`` (where and in
+    which precision it trained), then each metric's value as read (accuracies in percent; blank where the
+    run lacks it); the numbers behind every mean ± std of ``report.csv``."""
     path = Path(path)
     order = sorted(records, key=lambda r: (r["sweep"], _stage_key(r["stage"]), r["variant"],
                                            -1 if r["seed"] is None else r["seed"]))
     with open(path, "w", newline="", encoding="utf-8") as f:
         writer = csv.writer(f)
-        writer.writerow(["sweep", "stage", "variant", "seed", *metrics])
+        writer.writerow(["sweep", "stage", "variant", "seed", "device", *metrics])
         for r in order:
             values = [r["metrics"].get(m) for m in metrics]
             writer.writerow([r["sweep"], r["stage"], r["variant"], "" if r["seed"] is None else r["seed"],
-                             *("" if v is None else repr(float(v)) for v in values)])
+                             r.get("device", ""), *("" if v is None else repr(float(v)) for v in values)])
     return path
 
 
