@@ -382,9 +382,8 @@ def run_sweep(sweep: Sweep, runs_dir: Path, jobs: int = 1, gpus: list[str] | Non
         print(f"  {run.label}: {status} in {time.time() - start:.0f} s", flush=True)
         if code != 0:
             failed.append(run.label)
-        elif processes.stopping:  # a run that ended as the sweep was stopped: analysed at the next start
-            return True
-        elif not (run.run_dir / "analysis.json").is_file():
+        # A run that ended as the sweep was stopped is analysed at the next start, not before the exit.
+        elif not processes.stopping and not (run.run_dir / "analysis.json").is_file():
             analyze_run(run.run_dir)
         return code == 0
 
