@@ -8,6 +8,7 @@ import shutil
 import signal
 import subprocess
 import sys
+import tarfile
 import time
 from pathlib import Path
 
@@ -435,3 +436,39 @@ def test_cpu_reproduction_script_runs_every_sweep_and_toy_in_float32_with_amp_of
             assert after.split() == words[:2] + ["train.amp=off"] + words[2:]
     code, none, err = calls("bf16")
     assert code == 2 and none == [] and err == "run_cpu_reproduction.sh: AMP is off or unset, got 'bf16'\n"
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(shutil.which("bash") is None, reason="needs bash")
+def test_gpu_toy_script_trains_every_run_apart_then_tabulates_them(tmp_path):
+    """benchmarks/gpu_toy.sh on CPU with a tiny synthetic toy: one process per run, then the table."""
+    spec = tmp_path / "toy.yaml"
+    spec.write_text(yaml.safe_dump({
+        "config": {**yaml.safe_load(SMOKE.read_text()), "model": {"name": "small_cnn", "feature_dim": 2}},
+        "variants": {"ce": {"mixing.method": "ce"}, "am_mixup": {"mixing.method": "am_mixup"}},
+        "settings": {"balanced": {}, "long-tailed": {"data.imbalance_factor": 4}},
+        "seeds": [0],
+    }))
+    script = Path(__file__).parents[1] / "benchmarks" / "gpu_toy.sh"
+    env = {**os.environ, "SPEC": str(spec), "METHODS": "ce am_mixup",
+           "EXTRA": "train.device=cpu data.samples_per_class=16 data.test_samples_per_class=8"}
+
+    def call(seconds):
+        done = subprocess.run(["bash", str(script), "data", "out", "1", str(seconds)], cwd=tmp_path, env=env,
+                              capture_output=True, text=True)
+        assert done.returncode == 0, done.stderr
+        return (tmp_path / "out" / "logs" / "progress.txt").read_text()
+
+    # Cut off by the limit: nothing is tabulated, and the log says how to go on.
+    assert call(1).splitlines()[1] == "run the same command again, with runs-gpu-toy carried, to resume"
+    assert call(300).startswith("4 of 4 runs finished after ")
+    runs = tmp_path / "runs-gpu-toy" / "toy-gpu-1ep"
+    rows = json.loads((runs / "toy.json").read_text())
+    assert sorted((r["setting"], r["method"], r["seed"]) for r in rows) == sorted(
+        (s, m, seed) for s in ("balanced", "long-tailed") for m in ("ce", "am_mixup") for seed in [0])
+    assert "| long-tailed | am_mixup | 1 |" in (runs / "toy.md").read_text()
+    with tarfile.open(tmp_path / "out" / "toy-gpu-1ep.tar.gz") as tar:
+        names = tar.getnames()
+    assert f"{runs.relative_to(tmp_path)}/balanced.png" in names
+    assert f"{runs.relative_to(tmp_path)}/long-tailed/am_mixup/seed0/summary.json" in names
+    assert not any(name.endswith(".pt") for name in names)  # no checkpoints in the archive

@@ -37,6 +37,7 @@ import yaml
 
 from ammix.analysis import collapse_report, feature_map_figure, metric_definition
 from ammix.engine import apply_overrides, train
+from ammix.engine.checkpoint import atomic_write_bytes
 from ammix.engine.config import as_config
 from ammix.engine.rundir import holds_run
 
@@ -132,8 +133,10 @@ def run_toy(spec: dict, out_dir: str | Path, overrides: list[str] | None = None,
             title = f"{rf.test_set.name}, {setting}" + (f" ({changes})" if changes else "")
             feature_map_figure(panels, class_names, out_dir / setting, title=title)
     table = with_earlier_rows(rows, out_dir / "toy.json", spec)
-    (out_dir / "toy.md").write_text(format_table(table))
-    (out_dir / "toy.json").write_text(json.dumps(table, indent=2) + "\n")
+    # Atomic: calls on different runs of one folder at once (benchmarks/gpu_toy.sh) never read a partial
+    # file; a row one of them drops is back when a call over all the runs rewrites the table.
+    atomic_write_bytes(out_dir / "toy.md", format_table(table).encode())
+    atomic_write_bytes(out_dir / "toy.json", (json.dumps(table, indent=2) + "\n").encode())
     return rows
 
 

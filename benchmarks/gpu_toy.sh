@@ -1,0 +1,67 @@
+#!/usr/bin/env bash
+# The toy's length check where the 2-core CPU cannot afford it (docs/results.md: its runs with a 2-D
+# feature still gain about 3 points a doubling at 120 epochs): CE and AM-mixup on Mini-CIFAR
+# (configs/toy-mini-cifar-cpu.yaml: CIFAR-10 JPEG re-encode, 4 settings, 3 seeds) at EPOCHS epochs on
+# one CUDA GPU, from the repository root:
+#   bash benchmarks/gpu_toy.sh DATA_ROOT OUT_DIR [EPOCHS] [SECONDS]
+# DATA_ROOT holds cifar10-jpeg.tar.gz (`mkdir -p data && cp ../shared/data/cifar10-jpeg.tar.gz data/`,
+# carried with the call as `data`). Every (setting, method, seed) trains at once on GPU 0, one
+# `ammix toy` process each (4 x 2 x 3 = 24), for at most SECONDS (default 440, so that decoding the
+# data before and the table after fit one 10-minute call); when all have finished, one more call
+# reuses them for the table (toy.md, toy.json) and the maps. A run cut off by the limit
+# keeps its last.pt (every 10 epochs) and resumes when the command runs again with runs-gpu-toy/
+# carried back. Nothing is installed; the project runs from src/ (PYTHONPATH).
+# Budget (not yet measured on a GPU): 156 steps an epoch balanced or coarse, 49 at IF 100, 69 at
+# IF 10 (batch 128), so 430 x EPOCHS steps a (method, seed) and 2,580 x EPOCHS for the 24 runs:
+# 619,000 at 240 epochs, which fit 400 s of training if the GPU completes a step every 0.65 ms on
+# aggregate (each of the 12 balanced and coarse runs, the longest, 37,440 steps at <= 10.7 ms).
+# Evaluation every 5 epochs (4,000 test images, forward only).
+# Output: OUT_DIR/toy-gpu-<EPOCHS>ep.tar.gz (toy.md, toy.json, the maps, each run's config, metrics,
+# summary, analysis and log; no checkpoints) and OUT_DIR/logs.tar.gz. From the environment: SPEC
+# (another toy file), METHODS (default "ce am_mixup"), EXTRA (more key=value overrides of every run).
+set -u
+usage="usage: gpu_toy.sh DATA_ROOT OUT_DIR [EPOCHS] [SECONDS]"
+root=${1:?$usage}
+out=${2:?$usage}
+epochs=${3:-240}
+budget=${4:-440}
+spec=${SPEC:-configs/toy-mini-cifar-cpu.yaml}
+read -r -a methods <<< "${METHODS:-ce am_mixup}"
+read -r -a extra <<< "${EXTRA:-}"
+mkdir -p "$out/logs"
+export PYTHONPATH=$PWD/src PYTHONUNBUFFERED=1 OMP_NUM_THREADS=1
+runs=runs-gpu-toy/toy-gpu-${epochs}ep
+overrides=(train.epochs="$epochs" data.root="$root" train.eval_every=5 train.checkpoint_every=10
+           train.progress=off ${extra[@]+"${extra[@]}"})
+toy=(python3 -m ammix toy "$spec" "${overrides[@]}" --out "$runs")
+{ nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader || echo "no nvidia-smi"; } \
+  | tee "$out/logs/gpu.txt"
+# Decode the JPEG copy into the cache once, before parallel runs would race to do it.
+if grep -q "cifar10-jpeg" "$spec"; then
+  python3 -c "import ammix.data as D; [D.load_dataset('cifar10-jpeg', '$root', train=t) for t in (True, False)]"
+fi
+read -r -a settings <<< "$(python3 -c "import yaml; print(*yaml.safe_load(open('$spec'))['settings'])")"
+read -r -a seeds <<< "$(python3 -c "import yaml; print(*yaml.safe_load(open('$spec')).get('seeds') or [0])")"
+started=$SECONDS
+planned=0 finished=0
+for setting in "${settings[@]}"; do for method in "${methods[@]}"; do for seed in "${seeds[@]}"; do
+  log="$out/logs/$setting-$method-seed$seed.log"
+  timeout "$budget" "${toy[@]}" --settings "$setting" --methods "$method" --seeds "$seed" > "$log" 2>&1 &
+done; done; done
+wait
+for setting in "${settings[@]}"; do for method in "${methods[@]}"; do for seed in "${seeds[@]}"; do
+  planned=$((planned + 1))
+  grep -qs '"finished": true' "$runs/$setting/$method/seed$seed/summary.json" && finished=$((finished + 1))
+done; done; done
+echo "$finished of $planned runs finished after $((SECONDS - started)) s" | tee "$out/logs/progress.txt"
+if [ "$finished" -eq "$planned" ]; then
+  "${toy[@]}" --methods "${methods[@]}" > "$out/logs/table.log" 2>&1 \
+    || echo "the table call failed: logs/table.log" | tee -a "$out/logs/progress.txt"
+else
+  echo "run the same command again, with runs-gpu-toy carried, to resume" | tee -a "$out/logs/progress.txt"
+fi
+find "$runs" \( -name '*.json' -o -name '*.jsonl' -o -name config.yaml -o -name train.log \
+  -o -name '*.md' -o -name '*.png' -o -name '*.pdf' \) -print0 \
+  | tar czf "$out/toy-gpu-${epochs}ep.tar.gz" --null -T -
+tar czf "$out/logs.tar.gz" -C "$out" logs
+du -h "$out"/*.tar.gz
