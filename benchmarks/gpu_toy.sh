@@ -6,7 +6,7 @@
 #   bash benchmarks/gpu_toy.sh DATA_ROOT OUT_DIR [EPOCHS] [SECONDS]
 # DATA_ROOT holds cifar10-jpeg.tar.gz (`mkdir -p data && cp ../shared/data/cifar10-jpeg.tar.gz data/`,
 # carried with the call as `data`). Every (setting, method, seed) trains at once on GPU 0, one
-# `ammix toy` process each (4 x 2 x 3 = 24), for at most SECONDS (default 440, so that decoding the
+# `ammix toy` process each (4 x 2 x 3 = 24), for at most SECONDS (default 420, so that decoding the
 # data before and the table after fit one 10-minute call); when all have finished, one more call
 # reuses them for the table (toy.md, toy.json) and the maps. A run cut off by the limit
 # keeps its last.pt (every 10 epochs) and resumes when the command runs again with runs-gpu-toy/
@@ -24,7 +24,7 @@ usage="usage: gpu_toy.sh DATA_ROOT OUT_DIR [EPOCHS] [SECONDS]"
 root=${1:?$usage}
 out=${2:?$usage}
 epochs=${3:-240}
-budget=${4:-440}
+budget=${4:-420}
 spec=${SPEC:-configs/toy-mini-cifar-cpu.yaml}
 read -r -a methods <<< "${METHODS:-ce am_mixup}"
 read -r -a extra <<< "${EXTRA:-}"
