@@ -27,7 +27,7 @@ mkdir -p runs/ablation-lt-fashion-mnist-cpu
 for v in ce mixup manifold_mixup cutmix remix am_mixup ce-120ep; do
     [ -e runs/ablation-lt-fashion-mnist-cpu/$v ] || cp -r runs/lt-fashion-mnist-cpu/$v runs/ablation-lt-fashion-mnist-cpu/
 done
-sweep $S/ablation-lt-fashion-mnist-cpu.yaml --runs-dir runs                # 110 min + 45 (length)
+sweep $S/ablation-lt-fashion-mnist-cpu.yaml --runs-dir runs                # 110 min + 45 (length) + 27 (site)
 sweep $S/lt-cifar10-jpeg-cnn-cpu.yaml --runs-dir runs --only ce am_mixup   # 55 min
 sweep $S/lt-cifar10-jpeg-cnn-cpu.yaml --runs-dir runs --only mixup manifold_mixup cutmix remix  # 110 min
 sweep $S/lt-cifar10-jpeg-cnn-cpu.yaml --runs-dir runs --only ce-200ep am_mixup-200ep  # 80 min
