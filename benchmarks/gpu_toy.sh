@@ -18,7 +18,8 @@
 # Evaluation every 5 epochs (4,000 test images, forward only).
 # Output: OUT_DIR/toy-gpu-<EPOCHS>ep.tar.gz (toy.md, toy.json, the maps, each run's config, metrics,
 # summary, analysis and log; no checkpoints) and OUT_DIR/logs.tar.gz. From the environment: SPEC
-# (another toy file), METHODS (default "ce am_mixup"), EXTRA (more key=value overrides of every run).
+# (another toy file), METHODS (default "ce am_mixup"), EXTRA (more key=value overrides of every run),
+# PYTHON (default python3).
 set -u
 usage="usage: gpu_toy.sh DATA_ROOT OUT_DIR [EPOCHS] [SECONDS]"
 root=${1:?$usage}
@@ -26,6 +27,7 @@ out=${2:?$usage}
 epochs=${3:-240}
 budget=${4:-420}
 spec=${SPEC:-configs/toy-mini-cifar-cpu.yaml}
+python=${PYTHON:-python3}
 read -r -a methods <<< "${METHODS:-ce am_mixup}"
 read -r -a extra <<< "${EXTRA:-}"
 mkdir -p "$out/logs"
@@ -33,15 +35,15 @@ export PYTHONPATH=$PWD/src PYTHONUNBUFFERED=1 OMP_NUM_THREADS=1
 runs=runs-gpu-toy/toy-gpu-${epochs}ep
 overrides=(train.epochs="$epochs" data.root="$root" train.eval_every=5 train.checkpoint_every=10
            train.progress=off ${extra[@]+"${extra[@]}"})
-toy=(python3 -m ammix toy "$spec" "${overrides[@]}" --out "$runs")
+toy=("$python" -m ammix toy "$spec" "${overrides[@]}" --out "$runs")
 { nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader || echo "no nvidia-smi"; } \
   | tee "$out/logs/gpu.txt"
 # Decode the JPEG copy into the cache once, before parallel runs would race to do it.
 if grep -q "cifar10-jpeg" "$spec"; then
-  python3 -c "import ammix.data as D; [D.load_dataset('cifar10-jpeg', '$root', train=t) for t in (True, False)]"
+  "$python" -c "import ammix.data as D; [D.load_dataset('cifar10-jpeg', '$root', train=t) for t in (True, False)]"
 fi
-read -r -a settings <<< "$(python3 -c "import yaml; print(*yaml.safe_load(open('$spec'))['settings'])")"
-read -r -a seeds <<< "$(python3 -c "import yaml; print(*yaml.safe_load(open('$spec')).get('seeds') or [0])")"
+read -r -a settings <<< "$("$python" -c "import yaml; print(*yaml.safe_load(open('$spec'))['settings'])")"
+read -r -a seeds <<< "$("$python" -c "import yaml; print(*yaml.safe_load(open('$spec')).get('seeds') or [0])")"
 started=$SECONDS
 planned=0 finished=0
 for setting in "${settings[@]}"; do for method in "${methods[@]}"; do for seed in "${seeds[@]}"; do

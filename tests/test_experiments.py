@@ -450,7 +450,7 @@ def test_gpu_toy_script_trains_every_run_apart_then_tabulates_them(tmp_path):
         "seeds": [0],
     }))
     script = Path(__file__).parents[1] / "benchmarks" / "gpu_toy.sh"
-    env = {**os.environ, "SPEC": str(spec), "METHODS": "ce am_mixup",
+    env = {**os.environ, "SPEC": str(spec), "METHODS": "ce am_mixup", "PYTHON": sys.executable,
            "EXTRA": "train.device=cpu data.samples_per_class=16 data.test_samples_per_class=8"}
 
     def call(seconds):
