@@ -42,22 +42,27 @@ toy=("$python" -m ammix toy "$spec" "${overrides[@]}" --out "$runs")
 if grep -q "cifar10-jpeg" "$spec"; then
   "$python" -c "import ammix.data as D; [D.load_dataset('cifar10-jpeg', '$root', train=t) for t in (True, False)]"
 fi
-read -r -a settings <<< "$("$python" -c "import yaml; print(*yaml.safe_load(open('$spec'))['settings'])")"
-read -r -a seeds <<< "$("$python" -c "import yaml; print(*yaml.safe_load(open('$spec')).get('seeds') or [0])")"
+# One "setting method seed" line a run, in the toy file's order.
+mapfile -t planned < <("$python" -c "import yaml, itertools; spec = yaml.safe_load(open('$spec'))
+for s, m, seed in itertools.product(spec['settings'], '${methods[*]}'.split(), spec.get('seeds') or [0]):
+    print(s, m, seed)")
 started=$SECONDS
-planned=0 finished=0
-for setting in "${settings[@]}"; do for method in "${methods[@]}"; do for seed in "${seeds[@]}"; do
-  log="$out/logs/$setting-$method-seed$seed.log"
-  timeout "$budget" "${toy[@]}" --settings "$setting" --methods "$method" --seeds "$seed" > "$log" 2>&1 &
-done; done; done
+for run in "${planned[@]}"; do
+  read -r setting method seed <<< "$run"
+  timeout "$budget" "${toy[@]}" --settings "$setting" --methods "$method" --seeds "$seed" \
+    > "$out/logs/$setting-$method-seed$seed.log" 2>&1 &
+done
 wait
-for setting in "${settings[@]}"; do for method in "${methods[@]}"; do for seed in "${seeds[@]}"; do
-  planned=$((planned + 1))
+finished=0
+for run in "${planned[@]}"; do
+  read -r setting method seed <<< "$run"
   grep -qs '"finished": true' "$runs/$setting/$method/seed$seed/summary.json" && finished=$((finished + 1))
-done; done; done
-echo "$finished of $planned runs finished after $((SECONDS - started)) s" | tee "$out/logs/progress.txt"
-if [ "$finished" -eq "$planned" ]; then
-  "${toy[@]}" --methods "${methods[@]}" > "$out/logs/table.log" 2>&1 \
+done
+echo "$finished of ${#planned[@]} runs finished after $((SECONDS - started)) s" | tee "$out/logs/progress.txt"
+if [ "$finished" -eq "${#planned[@]}" ]; then
+  # The seeds spelt, as the runs had them (seed<S> folders, also for a toy file without seeds).
+  read -r -a seeds <<< "$(printf '%s\n' "${planned[@]}" | awk '{print $3}' | sort -un | xargs)"
+  "${toy[@]}" --methods "${methods[@]}" --seeds "${seeds[@]}" > "$out/logs/table.log" 2>&1 \
     || echo "the table call failed: logs/table.log" | tee -a "$out/logs/progress.txt"
 else
   echo "run the same command again, with runs-gpu-toy carried, to resume" | tee -a "$out/logs/progress.txt"
