@@ -126,6 +126,32 @@ def test_sweep_refuses_a_finished_run_made_with_another_config(tmp_path, capsys)
     assert capsys.readouterr().out.splitlines()[1].startswith("[finished] ")
 
 
+def test_sweep_resumes_a_run_stopped_early_instead_of_reusing_it(tmp_path, capsys):
+    # A run stopped by train.stop_after_epochs leaves summary.json (finished false) and no analysis:
+    # the next start of the sweep finishes it rather than counting it as done.
+    spec = write_sweep(tmp_path, seeds=[0], overrides={k: yaml.safe_load(v) for k, v in
+                                                       (o.split("=") for o in tiny(2))},
+                       variants={"ce": {"mixing.method": "ce"}})
+    runs = tmp_path / "runs"
+    (planned,) = plan_runs(load_sweep(spec), runs)
+    sweep = ["sweep", str(spec), "--runs-dir", str(runs)]
+    assert main([*sweep, "--set", "train.stop_after_epochs=1"]) == 0
+    out = capsys.readouterr().out
+    assert "ce/seed0: stopped early (train.stop_after_epochs; the next start resumes it)" in out
+    summary = json.loads((planned.run_dir / "summary.json").read_text())
+    assert (summary["epochs_done"], summary["finished"]) == (1, False)
+    assert not (planned.run_dir / "analysis.json").exists()
+    assert main([*sweep, "--dry-run"]) == 0
+    assert capsys.readouterr().out.splitlines()[1].startswith("[to run] ")
+    assert main(sweep) == 0
+    assert "1 runs, 0 finished, 1 to run" in capsys.readouterr().out
+    summary = json.loads((planned.run_dir / "summary.json").read_text())
+    assert (summary["epochs_done"], summary["finished"]) == (2, True)
+    assert (planned.run_dir / "analysis.json").is_file()
+    assert main(sweep) == 0
+    assert "1 runs, 1 finished, 0 to run" in capsys.readouterr().out
+
+
 def _held(folder: Path) -> bool:
     """Whether a training holds ``folder`` (ammix.engine.rundir.claim_run_dir)."""
     fd = os.open(folder, os.O_RDONLY)

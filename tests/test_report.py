@@ -73,6 +73,10 @@ def test_collect_runs_keys_and_flattening(runs):
     (runs / "lt" / "ce" / "seed7").mkdir()  # started, nothing written yet
     (runs / "c2f" / "mixup" / "seed1" / "probe").mkdir(parents=True)
     assert len(rep.scan_runs(runs)[1]) == 3
+    stopped = runs / "lt" / "ce" / "seed8"  # stopped by train.stop_after_epochs: its numbers are no result
+    _write_run(stopped, summary={**_summary(10.0, [10.0, 10.0]), "finished": False})
+    records, unfinished = rep.scan_runs(runs)
+    assert len(records) == 3 * 2 + 2 + 3 and unfinished[-1] == str(stopped)
     rec = next(r for r in records if r["variant"] == "ce" and r["sweep"] == "lt" and r["seed"] == 1)
     assert rec["stage"] == "" and rec["path"] == str(runs / "lt" / "ce" / "seed1")
     assert rec["config"]["data"]["dataset"] == "cifar10"

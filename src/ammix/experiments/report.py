@@ -3,8 +3,9 @@
 Input (all this module relies on): run folders ``RUNS_DIR/<sweep>/<variant>/seed<S>[/<stage>]``, each
 with ``config.yaml`` (the resolved config), ``summary.json`` (a nested dict with numeric leaves) and
 optionally ``analysis.json`` (collapse metrics). A folder with ``config.yaml`` or ``summary.json`` is
-a run; it is *finished* when ``summary.json`` exists. Unfinished runs (and a bare ``seed<S>`` folder, or
-a stage folder in one, without ``summary.json``) are left out, counted and listed.
+a run; it is *finished* when ``summary.json`` exists and does not say ``"finished": false`` (a run
+stopped early by ``train.stop_after_epochs``, to be resumed). Unfinished runs (and a bare ``seed<S>``
+folder, or a stage folder in one, without ``summary.json``) are left out, counted and listed.
 
 - :func:`collect_runs` reads the finished runs: one record each, with the group keys ``sweep``,
   ``variant``, ``stage`` (``""`` for one-stage runs) and ``seed`` (from the ``seed<S>`` folder name,
@@ -245,6 +246,9 @@ def scan_runs(runs_dir: str | os.PathLike,
         try:
             summary = _read_json(here / "summary.json")
         except (OSError, ValueError):
+            unfinished.append(str(here))
+            continue
+        if summary.get("finished") is False:
             unfinished.append(str(here))
             continue
         metrics: dict[str, Any] = {}

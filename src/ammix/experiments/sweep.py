@@ -187,7 +187,10 @@ def override_args(overrides: dict) -> list[str]:
 
 
 def is_finished(run_dir: Path) -> bool:
-    return (run_dir / "summary.json").is_file()
+    """Whether the run trained all its epochs: a run stopped early (`train.stop_after_epochs`) also
+    leaves a summary.json, with ``finished`` false, and must be resumed rather than reused."""
+    summary_file = run_dir / "summary.json"
+    return summary_file.is_file() and json.loads(summary_file.read_text()).get("finished") is not False
 
 
 def resolved_config(config: Path, run: Run) -> dict:
@@ -378,12 +381,14 @@ def run_sweep(sweep: Sweep, runs_dir: Path, jobs: int = 1, gpus: list[str] | Non
         if processes.stopping and code != 0:
             print(f"  {run.label}: stopped with the sweep (resumes from its last checkpoint)", flush=True)
             return False
-        status = "done" if code == 0 else f"FAILED (exit {code}, see {run.run_dir / TRAIN_LOG})"
+        finished = code == 0 and is_finished(run.run_dir)
+        status = ("done" if finished else "stopped early (train.stop_after_epochs; the next start resumes it)"
+                  if code == 0 else f"FAILED (exit {code}, see {run.run_dir / TRAIN_LOG})")
         print(f"  {run.label}: {status} in {time.time() - start:.0f} s", flush=True)
         if code != 0:
             failed.append(run.label)
         # A run that ended as the sweep was stopped is analysed at the next start, not before the exit.
-        elif not processes.stopping and not (run.run_dir / "analysis.json").is_file():
+        elif finished and not processes.stopping and not (run.run_dir / "analysis.json").is_file():
             analyze_run(run.run_dir)
         return code == 0
 
