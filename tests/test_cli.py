@@ -67,6 +67,8 @@ BAD_CONFIGS = [
     (["mixing.gamma=fast"], "mixing.gamma = 'fast': expected a number"),
     (["mixing.gama=0.9"], "mixing.gama = 0.9: unknown option"),
     (["mixing.method=mixupp"], "mixing.method = 'mixupp': unknown mixing method"),
+    (["mixing.site=9"], "mixing.site = 9: site 9 is beyond the model's 3 stages"),
+    (["mixing.method=manifold_mixup", "mixing.layers=[4]"], "mixing.layers = [4]: none of layers (4,) is"),
     (["data.imbalance_factor=0.5"], "data.imbalance_factor = 0.5: out of range; allowed: >= 1"),
     (["data.dataset=cifar11"], "data.dataset = 'cifar11': unknown dataset"),
     (["data.batchsize=3"], "data.batchsize = 3: unknown key"),

@@ -621,7 +621,7 @@ def validate_components(cfg: Config) -> None:
         _check_signature_types("mixing", cls, m.options)
     try:
         counts = torch.arange(10, 0, -1) * 10
-        build_mixer(
+        mixer = build_mixer(
             m.method, 10, class_counts=counts, generator=torch.Generator(), **mixer_extras(cfg)
         )
     except (ValueError, TypeError) as exc:
@@ -637,9 +637,13 @@ def validate_components(cfg: Config) -> None:
     opts.setdefault("in_channels", 3)
     try:
         with torch.device("meta"):
-            build_model(cfg.model.name, 10, **opts)
+            model = build_model(cfg.model.name, 10, **opts)
     except (ValueError, TypeError) as exc:
         raise component_error("model", "name", cfg.model.name, cfg.model.options, exc) from None
+    try:  # a mixing site (AM-mixup's site, manifold mixup's layers) this model has
+        mixer.check_stages(len(model.stages))
+    except ValueError as exc:
+        raise component_error("mixing", "method", m.method, m.options, exc) from None
 
     if cfg.model.init_from is not None:
         from .checkpoint import resolve_checkpoint

@@ -60,6 +60,10 @@ class _Mixer:
         a later version."""
         return {k: v for k, v in vars(self).items() if isinstance(v, (bool, int, float, str))}
 
+    def check_stages(self, num_stages: int) -> None:
+        """ValueError when the site is not in a model of ``num_stages`` stages (the input and the final
+        feature always are)."""
+
     def choose_stage(self, num_stages: int) -> int:
         """Stage boundary this step acts at: 0 = input, num_stages = final feature."""
         return num_stages if self.site == "feature" else 0
@@ -140,9 +144,13 @@ class ManifoldMixup(Mixup):
         _require(len(layers) > 0 and min(layers) >= 0, f"layers must be non-negative ints, got {layers}")
         self.layers = layers
 
+    def check_stages(self, num_stages: int) -> None:
+        _require(min(self.layers) < num_stages,
+                 f"none of layers {self.layers} is below the model's {num_stages} stages")
+
     def choose_stage(self, num_stages: int) -> int:
+        self.check_stages(num_stages)
         eligible = [k for k in self.layers if k < num_stages]
-        _require(bool(eligible), f"none of layers {self.layers} is below the model's {num_stages} stages")
         return eligible[int(torch.randint(len(eligible), (1,), generator=self.generator).item())]
 
 
@@ -341,12 +349,16 @@ class AsymptoticMidpointMixup(_Mixer):
         t = float(int(epoch)) if self.granularity == "epoch" else float(epoch)
         return midpoint_ratio(t, self.schedule, self.gamma, self.lam_end, self.total)
 
+    def check_stages(self, num_stages: int) -> None:
+        _require(isinstance(self.stage, str) or self.stage <= num_stages,
+                 f"site {self.stage} is beyond the model's {num_stages} stages")
+
     def choose_stage(self, num_stages: int) -> int:
         if self.stage == "feature":
             return num_stages
         if self.stage == "input":
             return 0
-        _require(self.stage <= num_stages, f"site {self.stage} is beyond the model's {num_stages} stages")
+        self.check_stages(num_stages)
         return self.stage
 
     @property
