@@ -89,6 +89,8 @@ def test_a_run_that_ends_as_the_sweep_stops_is_reported_done(tmp_path, monkeypat
     analysed = []
 
     def fake_train(processes, command, stdout, stderr, env):
+        run_dir = Path(command[command.index("--run-dir") + 1])
+        (run_dir / "summary.json").write_text('{"finished": true}')  # as a run that trained every epoch
         processes.stop()
         return 0
 
