@@ -422,3 +422,33 @@ def test_a_table_that_mixes_precisions_says_so(tmp_path):
     assert [(r["variant"], r["seed"], r["device"]) for r in runs_csv if r["sweep"] == "lt"] == [
         ("am_mixup", "0", "cpu, float32"), ("am_mixup", "1", "cpu, float32"),
         ("ce", "0", "cpu, bfloat16"), ("ce", "1", "cpu, bfloat16")]
+
+
+def test_a_row_whose_runs_were_made_with_other_configs_says_so(tmp_path, capsys):
+    # One seed trained twice as long, one in bf16: the row's mean mixes experiments, and the report
+    # names each such run. Fine-tuning runs that start from their own seed's pre-training do not count.
+    root = tmp_path / "runs"
+
+    def write(folder, seed, autocast=None, **config):
+        _write_run(folder, seed=seed, summary={**_summary(70.0, [70.0, 70.0]), "device": "cpu",
+                                               "autocast": autocast})
+        saved = yaml.safe_load((folder / "config.yaml").read_text())
+        for section, values in config.items():
+            saved[section].update(values)
+        (folder / "config.yaml").write_text(yaml.safe_dump(saved))
+
+    write(root / "lt" / "ce" / "seed0", 0)
+    write(root / "lt" / "ce" / "seed1", 1, train={"epochs": 4})
+    write(root / "lt" / "ce" / "seed2", 2, autocast="bfloat16")
+    for seed in range(2):
+        write(root / "c2f" / "ce" / f"seed{seed}" / "finetune", seed, model={"init_from": f"/r/seed{seed}"})
+    assert [line.split(" (")[0] for line in rep.config_disagreements(rep.collect_runs(root))] == [
+        "lt/ce: seed 1 was made with another config than seed 0",
+        "lt/ce: seed 2 was made with another config than seed 0"]
+    md = rep.report(root, tmp_path / "out", metrics=["last.acc"])["markdown"].read_text()
+    assert capsys.readouterr().out == md  # printed too
+    assert ("- **warning**, a row mixes configs: lt/ce: seed 1 was made with another config than seed 0 "
+            "(train.epochs: 2 -> 4).") in md
+    assert ("lt/ce: seed 2 was made with another config than seed 0 "
+            "(device: cpu, float32 -> cpu, bfloat16)") in md
+    assert "c2f" not in md.split("## Notes")[1]

@@ -20,6 +20,9 @@ folder, or a stage folder in one, without ``summary.json``) are left out, counte
   **sample** standard deviation (``ddof=1``) over the runs that have it; with one run the std is
   ``0.0`` in the rows, blank in the CSV and not shown in the Markdown (it cannot be estimated).
   Lists are averaged elementwise (a group whose runs' lists differ in length gets no value).
+- :func:`config_disagreements`: the runs of a group made with another config than its first seed's
+  (beyond the seed and the pre-training each starts from) or in another precision, each named in a
+  warning among the report's notes: their mean mixes two experiments.
 - :func:`paired_differences` (``--baseline VARIANT``): runs of different variants with the same seed
   share the data order, so per (sweep, stage) each other variant is compared with the baseline seed by
   seed: mean ± sample std of the differences over the seeds both have, and their number.
@@ -72,6 +75,8 @@ import yaml
 from ammix.analysis.definitions import metric_definition
 from ammix.losses import loss_label
 
+from ..engine.config import ConfigError, config_from_dict
+from ..engine.loop import config_changes
 from ..engine.probe import GRAD_TOLERANCE, RECORD_KEYS
 from ..engine.rundir import read_metrics
 from .curves import curve_points, plot_learning_curves, slug, tail_range
@@ -83,6 +88,7 @@ __all__ = [
     "add_arguments",
     "aggregate",
     "collect_runs",
+    "config_disagreements",
     "device_text",
     "format_markdown",
     "format_paired_markdown",
@@ -381,6 +387,42 @@ def aggregate(records: Sequence[dict], metrics: Sequence[str] | None = None) -> 
         row.update(mean=mean, std=std, count=count)
         rows.append(row)
     return rows
+
+
+def config_disagreements(records: Sequence[dict]) -> list[str]:
+    """One line per run whose config differs from the first seed's of its (sweep, stage, variant) in
+    more than the seed, the pre-training it starts from (``model.init_from``) and the keys a resumed
+    run may change, or that trained on another device or in another precision: the row's mean would
+    mix two experiments (a run trained by hand, or copied in, with another length or precision)."""
+    groups: dict[tuple[str, str, str], list[dict]] = {}
+    for rec in records:
+        groups.setdefault((rec["sweep"], rec.get("stage", ""), rec["variant"]), []).append(rec)
+    lines = []
+    for (sweep, stage, variant), recs in sorted(groups.items()):
+        recs = sorted(recs, key=lambda r: (r["seed"] is None, r["seed"] or 0))
+        first = _comparable_config(recs[0].get("config") or {})
+        for rec in recs[1:]:
+            changes = config_changes(first, _comparable_config(rec.get("config") or {}))
+            if rec.get("device") != recs[0].get("device"):  # train.amp auto, resolved on another machine
+                changes.append(f"device: {recs[0].get('device')} -> {rec.get('device')}")
+            if changes:
+                where = "/".join(filter(None, (sweep, variant, stage)))
+                lines.append(f"{where}: seed {rec['seed']} was made with another config than seed "
+                             f"{recs[0]['seed']} ({'; '.join(changes)})")
+    return lines
+
+
+def _comparable_config(config: dict) -> dict:
+    """``config`` through the schema (keys added since a run was made at their defaults, as a sweep
+    compares them), without the keys the runs of one row may differ in."""
+    try:
+        config = config_from_dict(config).to_dict()
+    except (ConfigError, TypeError, ValueError):
+        config = dict(config)  # not a config of this version's schema: compared as written
+    config.pop("seed", None)
+    if isinstance(config.get("model"), dict):
+        config["model"] = {k: v for k, v in config["model"].items() if k != "init_from"}
+    return config
 
 
 def paired_differences(records: Sequence[dict], baseline: str, metrics: Sequence[str]) -> list[dict]:
@@ -920,7 +962,9 @@ def report(runs_dir: str | os.PathLike, out_dir: str | os.PathLike | None = None
     if unfinished:
         shown = ", ".join(os.path.relpath(p, runs_dir) for p in unfinished[:20])
         more = f", and {len(unfinished) - 20} more" if len(unfinished) > 20 else ""
-        notes.append(f"{len(unfinished)} unfinished run(s) left out (no summary.json): {shown}{more}.")
+        notes.append(f"{len(unfinished)} unfinished run(s) left out (no summary.json, or stopped early): "
+                     f"{shown}{more}.")
+    notes += [f"**warning**, a row mixes configs: {line}." for line in config_disagreements(records)]
     if missing:
         notes.append(f"requested metric(s) found in no run: {', '.join(missing)}.")
     unfinished_fits = [r for r in records if r["metrics"].get("probe.grad_max", 0.0) > GRAD_TOLERANCE]
