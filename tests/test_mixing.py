@@ -339,6 +339,19 @@ def test_manifold_mixup_draws_every_eligible_layer():
     assert drawn == {0, 1, 2}  # 7 is beyond a 3-stage model
 
 
+def test_a_site_beyond_the_model_is_a_value_error_before_any_draw():
+    # check_stages is what the engine calls on a config before training (a one-line config error).
+    mm = ManifoldMixup(4, layers=(3, 7), generator=gen())
+    with pytest.raises(ValueError, match=r"none of layers \(3, 7\) is below the model's 3 stages"):
+        mm.check_stages(3)
+    mm.check_stages(4)
+    am = AsymptoticMidpointMixup(4, gamma=0.9, site=4)
+    with pytest.raises(ValueError, match="site 4 is beyond the model's 3 stages"):
+        am.check_stages(3)
+    for site in (3, "feature", "input"):
+        AsymptoticMidpointMixup(4, gamma=0.9, site=site).check_stages(3)
+
+
 @pytest.mark.parametrize("layer", [0, 1, 2])
 def test_manifold_mixup_at_each_stage_equals_manual_mixing(layer):
     torch.manual_seed(0)
