@@ -440,11 +440,18 @@ def test_a_row_whose_runs_were_made_with_other_configs_says_so(tmp_path, capsys)
     write(root / "lt" / "ce" / "seed0", 0)
     write(root / "lt" / "ce" / "seed1", 1, train={"epochs": 4})
     write(root / "lt" / "ce" / "seed2", 2, autocast="bfloat16")
+    write(root / "lt" / "ce" / "seed3", 3, train={"amp": "off"})  # float32 as seed 0's auto: one experiment
     for seed in range(2):
         write(root / "c2f" / "ce" / f"seed{seed}" / "finetune", seed, model={"init_from": f"/r/seed{seed}"})
+        # precision not recorded: train.amp is what tells
+        _write_run(root / "old" / "ce" / f"seed{seed}", seed=seed, summary=_summary(70.0, [70.0, 70.0]))
+    saved = yaml.safe_load((root / "old" / "ce" / "seed1" / "config.yaml").read_text())
+    saved["train"]["amp"] = "bf16"
+    (root / "old" / "ce" / "seed1" / "config.yaml").write_text(yaml.safe_dump(saved))
     assert [line.split(" (")[0] for line in rep.config_disagreements(rep.collect_runs(root))] == [
         "lt/ce: seed 1 was made with another config than seed 0",
-        "lt/ce: seed 2 was made with another config than seed 0"]
+        "lt/ce: seed 2 was made with another config than seed 0",
+        "old/ce: seed 1 was made with another config than seed 0"]
     md = rep.report(root, tmp_path / "out", metrics=["last.acc"])["markdown"].read_text()
     assert capsys.readouterr().out == md  # printed too
     assert ("- **warning**, a row mixes configs: lt/ce: seed 1 was made with another config than seed 0 "

@@ -400,11 +400,15 @@ def config_disagreements(records: Sequence[dict]) -> list[str]:
     lines = []
     for (sweep, stage, variant), recs in sorted(groups.items()):
         recs = sorted(recs, key=lambda r: (r["seed"] is None, r["seed"] or 0))
-        first = _comparable_config(recs[0].get("config") or {})
         for rec in recs[1:]:
-            changes = config_changes(first, _comparable_config(rec.get("config") or {}))
-            if rec.get("device") != recs[0].get("device"):  # train.amp auto, resolved on another machine
-                changes.append(f"device: {recs[0].get('device')} -> {rec.get('device')}")
+            devices = (recs[0].get("device"), rec.get("device"))
+            # With both precisions recorded, they are compared instead of train.amp: `auto` and `bf16`
+            # that both ran bf16 are one experiment, `auto` resolved on two machines may be two.
+            recorded = "not recorded" not in devices
+            changes = config_changes(_comparable_config(recs[0].get("config") or {}, recorded),
+                                     _comparable_config(rec.get("config") or {}, recorded))
+            if devices[0] != devices[1]:
+                changes.append(f"device: {devices[0]} -> {devices[1]}")
             if changes:
                 where = "/".join(filter(None, (sweep, variant, stage)))
                 lines.append(f"{where}: seed {rec['seed']} was made with another config than seed "
@@ -412,16 +416,19 @@ def config_disagreements(records: Sequence[dict]) -> list[str]:
     return lines
 
 
-def _comparable_config(config: dict) -> dict:
+def _comparable_config(config: dict, without_amp: bool) -> dict:
     """``config`` through the schema (keys added since a run was made at their defaults, as a sweep
-    compares them), without the keys the runs of one row may differ in."""
+    compares them), without the keys the runs of one row may differ in (and ``train.amp`` when
+    ``without_amp``)."""
     try:
         config = config_from_dict(config).to_dict()
     except (ConfigError, TypeError, ValueError):
         config = dict(config)  # not a config of this version's schema: compared as written
     config.pop("seed", None)
-    if isinstance(config.get("model"), dict):
-        config["model"] = {k: v for k, v in config["model"].items() if k != "init_from"}
+    dropped = [("model", "init_from")] + ([("train", "amp")] if without_amp else [])
+    for section, key in dropped:
+        if isinstance(config.get(section), dict):
+            config[section] = {k: v for k, v in config[section].items() if k != key}
     return config
 
 
