@@ -341,6 +341,17 @@ def _mean_std(values: list[float]) -> tuple[float, float]:
     return mean, std
 
 
+def _row_groups(records: Sequence[dict]) -> list[tuple[tuple[str, str, str], list[dict]]]:
+    """``records`` grouped by (sweep, stage, variant), the rows of a table, in table order (sweep,
+    stage as :data:`STAGE_ORDER`, variant), each group's runs by seed (runs without one last)."""
+    groups: dict[tuple[str, str, str], list[dict]] = {}
+    for rec in records:
+        groups.setdefault((rec["sweep"], rec.get("stage", ""), rec["variant"]), []).append(rec)
+    in_table_order = sorted(groups.items(), key=lambda kv: (kv[0][0], _stage_key(kv[0][1]), kv[0][2]))
+    return [(key, sorted(recs, key=lambda r: (r["seed"] is None, r["seed"] or 0)))
+            for key, recs in in_table_order]
+
+
 def aggregate(records: Sequence[dict], metrics: Sequence[str] | None = None) -> list[dict]:
     """Group ``records`` by (sweep, stage, variant) and average each metric over the group's runs.
 
@@ -354,13 +365,8 @@ def aggregate(records: Sequence[dict], metrics: Sequence[str] | None = None) -> 
     and ``std`` are lists; a group whose runs' lists differ in length, or that mixes lists and numbers,
     gets no value for it.
     """
-    groups: dict[tuple[str, str, str], list[dict]] = {}
-    for rec in records:
-        groups.setdefault((rec["sweep"], rec.get("stage", ""), rec["variant"]), []).append(rec)
     rows = []
-    for (sweep, stage, variant), recs in sorted(groups.items(),
-                                                key=lambda kv: (kv[0][0], _stage_key(kv[0][1]), kv[0][2])):
-        recs = sorted(recs, key=lambda r: (r["seed"] is None, r["seed"] if r["seed"] is not None else 0))
+    for (sweep, stage, variant), recs in _row_groups(records):
         contexts = [{**_run_context(r.get("config") or {}), "device": r.get("device")} for r in recs]
         row: dict[str, Any] = {"sweep": sweep, "stage": stage, "variant": variant, "n": len(recs),
                                "seeds": [r["seed"] for r in recs], "paths": [r["path"] for r in recs]}
@@ -394,12 +400,8 @@ def config_disagreements(records: Sequence[dict]) -> list[str]:
     more than the seed, the pre-training it starts from (``model.init_from``) and the keys a resumed
     run may change, or that trained on another device or in another precision: the row's mean would
     mix two experiments (a run trained by hand, or copied in, with another length or precision)."""
-    groups: dict[tuple[str, str, str], list[dict]] = {}
-    for rec in records:
-        groups.setdefault((rec["sweep"], rec.get("stage", ""), rec["variant"]), []).append(rec)
     lines = []
-    for (sweep, stage, variant), recs in sorted(groups.items()):
-        recs = sorted(recs, key=lambda r: (r["seed"] is None, r["seed"] or 0))
+    for (sweep, stage, variant), recs in _row_groups(records):
         for rec in recs[1:]:
             devices = (recs[0].get("device"), rec.get("device"))
             # With both precisions recorded, they are compared instead of train.amp: `auto` and `bf16`
