@@ -365,6 +365,7 @@ def test_collapse_report_single_class_gives_nan():
 def _png_pdf_ok(png, pdf):
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and png.stat().st_size > 1000
     assert pdf.read_bytes()[:5] == b"%PDF-" and pdf.stat().st_size > 1000
+    assert b"/CreationDate" not in pdf.read_bytes()  # remade from the same runs, the same file
 
 
 def test_feature_map_figure(tmp_path):

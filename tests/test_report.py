@@ -160,6 +160,7 @@ def test_report_files_tables_and_published(runs, tmp_path, capsys):
     for p in paths["figures"]:
         assert p.is_file() and p.stat().st_size > 1000
     assert (out / "figures" / "per_class_lt.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert b"/CreationDate" not in (out / "figures" / "per_class_lt.pdf").read_bytes()  # no diff on a remake
     assert "figures/per_class_lt.png" in md
 
 

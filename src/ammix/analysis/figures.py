@@ -23,6 +23,9 @@ from .metrics import _head_params
 
 __all__ = ["plot_feature_map", "feature_map_figure", "feature_map_image", "class_colors", "CAPTION_KEYS"]
 
+#: no creation date in a PDF: a figure remade from the same runs is the same file, so git shows no change
+PDF_METADATA = {"CreationDate": None}
+
 #: metrics shown under each panel of :func:`feature_map_figure`: (key, short label)
 CAPTION_KEYS = (
     ("alignment", "align"),
@@ -193,7 +196,7 @@ def feature_map_figure(
     stem.parent.mkdir(parents=True, exist_ok=True)
     png, pdf = stem.with_name(stem.name + ".png"), stem.with_name(stem.name + ".pdf")
     _save_palette_png(fig, png, dpi)
-    fig.savefig(pdf)
+    fig.savefig(pdf, metadata=PDF_METADATA)
     return png, pdf
 
 

@@ -73,6 +73,7 @@ import numpy as np
 import yaml
 
 from ammix.analysis.definitions import metric_definition
+from ammix.analysis.figures import PDF_METADATA
 from ammix.losses import loss_label
 
 from ..engine.config import ConfigError, config_from_dict
@@ -901,7 +902,7 @@ def write_figures(rows: Sequence[dict], out_dir: str | os.PathLike) -> dict[tupl
         out_dir.mkdir(parents=True, exist_ok=True)
         paths = [out_dir / f"{stem}.png", out_dir / f"{stem}.pdf"]
         fig.savefig(paths[0], dpi=150)
-        fig.savefig(paths[1])
+        fig.savefig(paths[1], metadata=PDF_METADATA)
         written[(sweep, stage)] = paths
     return written
 
