@@ -373,7 +373,7 @@ def test_resume_of_a_run_from_before_the_loss_section(tmp_path):
     save_checkpoint(run_dir / "last.pt", ckpt)
     assert train(tiny(), run_dir, resume=True)["finished"]
     with pytest.raises(ConfigError, match=r"loss.name: 'ce' -> 'ldam'"):
-        train(tiny("loss.name=ldam"), run_dir, resume=True)
+        train(tiny("loss.name=ldam", "loss.scale=1"), run_dir, resume=True)
 
 
 def test_bf16_on_a_cpu_without_it_warns_and_auto_trains_in_float32(tmp_path, monkeypatch, capsys):

@@ -109,9 +109,10 @@ def test_build_loss_errors():
 
 
 def test_loss_config_section_is_validated_in_one_line():
-    cfg = load_config(None, ["loss.name=ldam", "loss.drw_epoch=160", "loss.scale=30"])
+    cfg = load_config(None, ["loss.name=ldam", "loss.drw_epoch=160", "loss.scale=30", "model.head=cosine"])
     assert cfg.loss.name == "ldam" and cfg.loss.options == {"drw_epoch": 160, "scale": 30}
     assert cfg.to_dict()["loss"] == {"name": "ldam", "drw_epoch": 160, "scale": 30}
+    assert load_config(None, ["loss.name=ldam", "loss.scale=1"]).loss.options == {"scale": 1}  # linear head
     for overrides, message in (
         (
             ["loss.name=ldma"],
@@ -121,6 +122,12 @@ def test_loss_config_section_is_validated_in_one_line():
         (["loss.beta=1.5", "loss.drw_epoch=1"], "loss.beta = 1.5: beta must be in [0, 1), got 1.5"),
         (["loss.drw_epoch=late"], "loss.drw_epoch = 'late': expected a number or null (default null)"),
         (["loss.tau=1"], "loss.tau = 1: unknown option(s) tau for loss 'ce'; known: drw_epoch, beta"),
+        (
+            ["loss.name=ldam"],  # on the default linear head: the loss blew up to ~1e9, chance accuracy
+            "loss.name = 'ldam': its scale (30) multiplies the logits, meant for the cosine head's logits "
+            "in [-1, 1]; on a linear head the loss blows up. Set model.head = cosine (as LDAM-DRW), or "
+            "loss.scale <= 1 for a linear head",
+        ),
     ):
         with pytest.raises(ConfigError) as err:
             load_config(None, overrides)
@@ -161,7 +168,8 @@ def test_the_clean_loss_of_am_mixup_uses_the_same_loss():
 
 
 def test_ldam_drw_run_end_to_end(tmp_path):
-    overrides = [*tiny(2), "data.imbalance_factor=4", "loss.name=ldam", "loss.drw_epoch=1", "loss.scale=5"]
+    overrides = [*tiny(2), "data.imbalance_factor=4", "loss.name=ldam", "loss.drw_epoch=1", "loss.scale=5",
+                 "model.head=cosine"]
     summary = train(load_config(SMOKE, overrides), tmp_path / "run")
     assert summary["finished"]
     assert load_config(tmp_path / "run" / "config.yaml").loss.options == {"drw_epoch": 1, "scale": 5}

@@ -699,6 +699,17 @@ def _validate_loss(cfg: Config) -> None:
         build_loss(loss.name, class_counts=[100, 10], **loss.options)
     except (ValueError, TypeError) as exc:
         raise component_error("loss", "name", loss.name, loss.options, exc) from None
+    # LDAM's scale is meant for the cosine head's logits in [-1, 1]: on a linear head the default 30
+    # sends the loss to about 1e9 and the run to chance accuracy, without an error (configs/smoke.yaml).
+    if loss.name != "ldam" or cfg.model.options.get("head", "linear") == "cosine":
+        return
+    scale = loss.options.get("scale", inspect.signature(LOSSES["ldam"]).parameters["scale"].default)
+    if scale > 1:
+        raise ConfigError(
+            f"loss.name = 'ldam': its scale ({scale:g}) multiplies the logits, meant for the cosine head's "
+            f"logits in [-1, 1]; on a linear head the loss blows up. Set model.head = cosine (as "
+            f"LDAM-DRW), or loss.scale <= 1 for a linear head"
+        )
 
 
 def mixer_extras(cfg: Config) -> dict:
