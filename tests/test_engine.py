@@ -197,8 +197,8 @@ def test_nan_loss_stops_with_clear_message_and_keeps_checkpoint(tmp_path, monkey
     calls = {"n": 0}
     steps_per_epoch = 4  # 4 classes x 16 images / batch 16
 
-    def poisoned_make_loss(cfg, class_counts):
-        real = real_make_loss(cfg, class_counts)
+    def poisoned_make_loss(cfg, class_counts, device):
+        real = real_make_loss(cfg, class_counts, device)
 
         def poisoned(logits, targets, epoch):
             calls["n"] += 1

@@ -177,3 +177,32 @@ def test_ldam_drw_run_end_to_end(tmp_path):
 
 def test_loss_labels_name_the_reweighting():
     assert [loss_label(), loss_label("ldam", 160), loss_label("ce", 0)] == ["ce", "ldam-drw", "ce-cb"]
+
+
+def test_the_losses_that_use_class_counts_refuse_a_class_without_samples():
+    # A division by zero (class-balanced weights), 0 ** -1/4 (LDAM) or log 0 (balanced softmax):
+    # the loss was NaN at the first step and the run stopped with "lower optim.lr".
+    counts = [64, 10, 1, 0]
+    builders = (lambda: class_balanced_weights(counts), lambda: ldam_margins(counts),
+                lambda: SoftCrossEntropy(counts, drw_epoch=1), lambda: LDAMLoss(counts),
+                lambda: BalancedSoftmaxLoss(counts))
+    for build in builders:
+        with pytest.raises(ValueError, match=r"class\(es\) 3 have none \(class_counts \[64, 10, 1, 0\]\)"):
+            build()
+    assert torch.isfinite(class_balanced_weights([64, 10, 1, 1])).all()
+
+
+def test_a_long_tail_that_empties_a_class_is_a_config_error_before_training(tmp_path):
+    overrides = [*tiny(1), "data.imbalance_factor=200", "loss.drw_epoch=1"]
+    with pytest.raises(ConfigError, match=r"^loss.drw_epoch = 1: the class-balanced weights .* have none"):
+        train(load_config(SMOKE, overrides), tmp_path / "run")
+    assert not (tmp_path / "run" / "last.pt").exists()
+
+
+def test_to_moves_every_constant_tensor_of_the_loss():
+    # On CUDA each step copied margins / prior / weights from the host, which a CUDA graph cannot capture.
+    counts = [40, 20, 8, 2]
+    for loss_fn in (SoftCrossEntropy(counts, drw_epoch=0), LDAMLoss(counts), BalancedSoftmaxLoss(counts)):
+        assert loss_fn.to("meta") is loss_fn
+        tensors = [v for v in vars(loss_fn).values() if isinstance(v, torch.Tensor)]
+        assert tensors and all(t.device.type == "meta" for t in tensors)

@@ -29,16 +29,29 @@ import torch.nn.functional as F
 from ammix.mixing.functional import smooth_targets, soft_cross_entropy
 
 
+def _positive_counts(class_counts, what: str) -> torch.Tensor:
+    """``class_counts`` as float64; a ``ValueError`` naming the empty classes, for which ``what`` is
+    undefined (a division by zero or log 0 would otherwise make the loss NaN at its first step)."""
+    counts = torch.as_tensor(class_counts, dtype=torch.float64)
+    empty = (counts <= 0).nonzero().flatten().tolist()
+    if empty:
+        raise ValueError(
+            f"{what} needs training samples of every class; class(es) {', '.join(map(str, empty))} have "
+            f"none (class_counts {[int(c) for c in counts]}): a milder imbalance keeps every class"
+        )
+    return counts
+
+
 def class_balanced_weights(class_counts, beta: float = 0.9999) -> torch.Tensor:
     """Cui et al. 2019: ``w_c = (1 - beta) / (1 - beta ** n_c)``, normalised to sum to ``C``."""
-    counts = torch.as_tensor(class_counts, dtype=torch.float64)
+    counts = _positive_counts(class_counts, "the class-balanced weights (drw_epoch)")
     weights = (1.0 - beta) / (1.0 - beta**counts)
     return (weights * len(counts) / weights.sum()).float()
 
 
 def ldam_margins(class_counts, max_margin: float = 0.5) -> torch.Tensor:
     """Cao et al. 2019: ``m_c`` proportional to ``n_c ** (-1/4)``; the rarest class gets ``max_margin``."""
-    margins = torch.as_tensor(class_counts, dtype=torch.float64) ** -0.25
+    margins = _positive_counts(class_counts, "LDAM's margins") ** -0.25
     return (margins * max_margin / margins.max()).float()
 
 
@@ -79,6 +92,14 @@ class SoftCrossEntropy:
             raise ValueError(f"beta must be in [0, 1), got {beta}")
         self.drw_epoch, self.beta, self.label_smoothing = drw_epoch, float(beta), float(label_smoothing)
         self.balanced_weights = None if drw_epoch is None else class_balanced_weights(class_counts, beta)
+
+    def to(self, device: torch.device | str) -> SoftCrossEntropy:
+        """Move the loss's constant tensors (weights, margins, prior) to ``device`` once, so that a step
+        copies nothing from the host: a CUDA graph cannot capture that copy. Returns ``self``."""
+        for name, value in vars(self).items():
+            if isinstance(value, torch.Tensor):
+                setattr(self, name, value.to(device))
+        return self
 
     def class_weights(self, epoch: float) -> torch.Tensor | None:
         """The weights in force at (fractional) epoch ``epoch``: None (all 1) before ``drw_epoch``."""
@@ -144,7 +165,7 @@ class BalancedSoftmaxLoss(SoftCrossEntropy):
         super().__init__(class_counts, drw_epoch, beta, label_smoothing)
         if class_counts is None:
             raise ValueError("balanced_softmax needs class_counts (training samples per class)")
-        prior = torch.as_tensor(class_counts, dtype=torch.float64)
+        prior = _positive_counts(class_counts, "the balanced softmax's log prior")
         self.log_prior_shift = (float(tau) * torch.log(prior / prior.sum())).float()
 
     def adjust_logits(self, logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:

@@ -378,7 +378,7 @@ def _set_up(cfg: Config, run_dir: Path, info: DistInfo, device: torch.device, am
     except (ValueError, TypeError) as exc:
         raise component_error("mixing", "method", cfg.mixing.method, cfg.mixing.options, exc) from None
 
-    loss_fn = make_loss(cfg, train_counts)
+    loss_fn = make_loss(cfg, train_counts, device)
 
     batches_for, test_loader, steps_per_epoch = make_loaders(cfg, train_set, test_set, info, device)
     return Trainer(

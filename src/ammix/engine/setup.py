@@ -162,14 +162,16 @@ def make_model(cfg: Config, train_set: D.ImageDataset) -> nn.Module:
         raise component_error("model", "name", cfg.model.name, cfg.model.options, exc) from None
 
 
-def make_loss(cfg: Config, class_counts: list[int]) -> SoftCrossEntropy:
-    """The config's loss on the training class counts (a bad option is a ``ConfigError``)."""
+def make_loss(cfg: Config, class_counts: list[int], device: torch.device) -> SoftCrossEntropy:
+    """The config's loss on the training class counts, its tensors on ``device`` (a bad option is a
+    ``ConfigError``)."""
     try:
-        return build_loss(
+        loss_fn = build_loss(
             cfg.loss.name, class_counts, label_smoothing=cfg.train.label_smoothing, **cfg.loss.options
         )
     except (ValueError, TypeError) as exc:
         raise component_error("loss", "name", cfg.loss.name, cfg.loss.options, exc) from None
+    return loss_fn.to(device)
 
 
 def compile_stages(model: nn.Module) -> None:
