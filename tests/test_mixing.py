@@ -218,6 +218,19 @@ def test_soft_label_mode():
     torch.testing.assert_close(targets, expected)
 
 
+@pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16])
+def test_soft_targets_of_low_precision_features_are_float32(dtype):
+    # Built in the features' bf16, 0.51 became 0.5117: the approach to the midpoint was lost.
+    h = torch.randn(7, 3).to(dtype)
+    am = AsymptoticMidpointMixup(4, schedule="constant", lam_end=0.51, label="soft", pairing="redraw",
+                                 generator=gen(2))
+    _, targets = am(h, LABELS, epoch=1)
+    partners = interclass_partners(LABELS, gen(2))
+    expected = 0.51 * F.one_hot(LABELS, 4).float() + 0.49 * F.one_hot(LABELS[partners], 4).float()
+    assert targets.dtype == torch.float32
+    torch.testing.assert_close(targets, expected)
+
+
 @pytest.mark.parametrize("detach", [False, True])
 def test_gradient_through_partner_unless_detached(detach):
     h = torch.randn(7, 3, requires_grad=True)
@@ -236,6 +249,7 @@ def test_dtype_is_kept(dtype):
     am = AsymptoticMidpointMixup(4, gamma=0.95, pairing="redraw", generator=gen())
     mixed, targets = am(h, LABELS, epoch=3)
     assert mixed.dtype == dtype and targets.shape == (7, 4)
+    assert targets.dtype == torch.promote_types(dtype, torch.float32)
     assert torch.isfinite(mixed.float()).all()
 
 

@@ -83,7 +83,9 @@ class _Mixer:
         raise NotImplementedError
 
     def _one_hot(self, labels: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
-        dtype = like.dtype if like.is_floating_point() else torch.float32
+        # At least float32: bf16 features under autocast would round a soft target (0.3 -> 0.3008, and
+        # AM-mixup's soft label near 0.5 to 0.5 or 0.5039).
+        dtype = torch.promote_types(like.dtype, torch.float32) if like.is_floating_point() else torch.float32
         return one_hot(labels, self.num_classes, dtype)
 
     def __repr__(self) -> str:
@@ -231,7 +233,7 @@ class Remix(Mixup):
         counts = torch.as_tensor(class_counts, dtype=torch.float64)
         _require(
             counts.shape == (num_classes,) and bool((counts > 0).all()),
-            f"class_counts must be {num_classes} positive numbers, got {list(class_counts)}",
+            f"class_counts must be {num_classes} positive numbers, got {[int(c) for c in counts.tolist()]}",
         )
         _require(kappa >= 1 and 0 <= tau <= 1, f"need kappa >= 1 and tau in [0, 1], got {kappa}, {tau}")
         self.class_counts, self.kappa, self.tau = counts, float(kappa), float(tau)
