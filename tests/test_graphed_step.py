@@ -23,6 +23,7 @@ from ammix.mixing import (
     build_mixer,
     cutmix_box,
     cutmix_box_at,
+    interpolate,
     permutation_on_device,
 )
 from ammix.models import build_model
@@ -291,6 +292,15 @@ def test_graph_replay_matches_eager_steps_on_cuda(method, options, monkeypatch):
     assert loss_a == pytest.approx(loss_b, rel=1e-4, abs=1e-5)
     for a, b in zip(params_a, params_b, strict=True):
         torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-5)
+
+
+@CUDA
+def test_a_device_lam_mixes_bf16_features_as_the_eager_python_float_does():
+    # The captured step holds lam in a float64 device tensor; a kernel that cast it to the features'
+    # bf16 first would mix with 0.5117 instead of 0.51 (on the CPU a 0-dim tensor acts as a scalar).
+    x = torch.full((4, 8), 100.0, device="cuda", dtype=torch.bfloat16)
+    lam = torch.tensor(0.51, dtype=torch.float64, device="cuda")
+    assert torch.equal(interpolate(x, torch.zeros_like(x), lam), interpolate(x, torch.zeros_like(x), 0.51))
 
 
 @CUDA
