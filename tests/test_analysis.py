@@ -327,8 +327,17 @@ def test_accuracies():
 # report
 
 
+def test_margin_ratio_is_undefined_when_every_centroid_is_misclassified():
+    # margins -1.5 and -2: min / max was 1.33, "more even than all equal"
+    x = torch.tensor([[-1.5, 0.0], [-1.5, 0.0], [2.0, 0.0], [2.0, 0.0]])
+    head = (torch.tensor([[1.0, 0.0], [-1.0, 0.0]]), torch.zeros(2))
+    rep = collapse_report(x, torch.tensor([0, 0, 1, 1]), head=head)
+    assert rep["margin_min"] == pytest.approx(-2.0) and math.isnan(rep["margin_ratio"])
+
+
 def test_collapse_report():
     x, y = _random(n=80, d=2, c=4, seed=3)
+    torch.manual_seed(0)
     head = torch.nn.Linear(2, 4)
     logits = head(x)  # requires grad: the report must detach
     rep = collapse_report(x, y, head=head, logits=logits)
@@ -343,7 +352,7 @@ def test_collapse_report():
     mu, _ = class_centroids(x, y)
     m = margin_to_boundary(mu, head.weight, head.bias)
     assert rep["margin_min"] == pytest.approx(float(m.min()))
-    assert rep["margin_ratio"] == pytest.approx(float(m.min() / m.max()))
+    assert rep["margin_ratio"] == pytest.approx(float(m.min() / m.max())) and float(m.max()) > 0
     assert rep["ece"] == pytest.approx(expected_calibration_error(logits, y))
     assert rep["balanced_accuracy"] == pytest.approx(balanced_accuracy(logits, y, 4))
     # head as a (weight, bias) pair

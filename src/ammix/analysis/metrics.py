@@ -566,7 +566,9 @@ def collapse_report(
         report["margin_min"] = float(m.min())
         report["margin_mean"] = float(m.mean())
         report["margin_std"] = float(m.std(correction=0))
-        report["margin_ratio"] = float(m.min()) / mx if mx != 0 else math.nan
+        # min / max reads as evenness only while some centroid is correctly classified: with every margin
+        # negative the ratio turns positive, above 1 when they differ ("more even than equal").
+        report["margin_ratio"] = float(m.min()) / mx if mx > 0 else math.nan
         report["midpoint_third_class"] = _or_nan(
             midpoint_third_class_share, x, y, weight, bias, generator=torch.Generator().manual_seed(0))
     if logits is not None:
