@@ -2,7 +2,8 @@
 # GPU checks, run on a machine with one CUDA GPU from the repository root:
 #   bash benchmarks/gpu_check.sh OUT_DIR
 # The CUDA tests of the mixers and of the captured step (graph replay vs eager, every method),
-# training with bf16 / fp16 autocast and channels_last (bf16: the captured step, fp16: eager), a
+# training with bf16 / fp16 autocast and channels_last (bf16: the captured step, fp16: eager), the
+# captured step with LDAM and balanced softmax (their margins and prior on the device), a
 # one-process NCCL run under torchrun, and the mixing-overhead, captured-step and loader benchmarks.
 set -uo pipefail
 out=${1:?usage: gpu_check.sh OUT_DIR}
@@ -17,6 +18,10 @@ step python3 -m pytest -q -p no:cacheprovider tests/test_graphed_step.py
 for amp in bf16 fp16; do
   step python3 -m ammix train configs/smoke.yaml train.device=cuda train.amp=$amp --run-dir "$runs/$amp"
   cp "$runs/$amp/summary.json" "$out/smoke_$amp.json"
+done
+for loss in "ldam model.head=cosine optim.lr=0.01" balanced_softmax; do  # constant tensors in the graph
+  step python3 -m ammix train configs/smoke.yaml train.device=cuda train.cuda_graph=on loss.name=$loss \
+    --run-dir "$runs/${loss%% *}"
 done
 step python3 -m torch.distributed.run --nproc_per_node=1 -m ammix train configs/smoke.yaml \
   train.device=cuda --run-dir "$runs/nccl"

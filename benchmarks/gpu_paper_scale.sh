@@ -22,11 +22,18 @@
 #   collapse metrics (analysis.json, test features on the CPU, ~30 s) are computed by the sweep as it
 #   finishes, and one cut off by the limit is made at the sweep's next start. The floor of a step is
 #   ~0.2-0.45 ms (docs/benchmarks.md), so the budget asks for 3-6x the floor; measure the captured
-#   step with benchmarks/bench_step_cuda.py first. A sweep nearing the limit is stopped (SIGTERM to
-#   every run): each run keeps its last.pt of the last finished epoch (checkpoint every epoch) and is
-#   resumed by the same command while runs-paper/ is still there; finished runs are packed either way.
-# Output: OUT_DIR/paper-scale-ifF.tar.gz (config, metrics, summary, analysis, train.log of every run;
-# no checkpoints; at most 16 MiB) and OUT_DIR/logs (GPU, sweep log, progress).
+#   step first (gpu_check.sh writes step_cuda.json): all 18 runs 200 epochs fit only if it shows a
+#   graphed step of about 1 ms or less; otherwise give SEEDS=0 (6 runs, a third of the steps). A sweep
+#   nearing the limit is stopped (SIGTERM to every run): each run keeps its last.pt of the last
+#   finished epoch (checkpoint every epoch) and is resumed by the same command on the same machine
+#   (runs-paper/ is ignored by git, so it stays there while the machine is held; the packed files hold
+#   no checkpoints); finished runs are packed either way.
+# In a 15-minute lease it follows gpu_check.sh as the lease's one long call: with less than 10
+# minutes of device time left, give TRAIN_S = what is left - 3 minutes, or the call is cut before it
+# packs. From the environment: TRAIN_S (default 520), SEEDS (default "0 1 2").
+# Output, three files (a lease returns at most 8): OUT_DIR/paper-scale-ifF.tar.gz (config, metrics,
+# summary, analysis, train.log of every run; no checkpoints; at most 16 MiB), OUT_DIR/progress.txt and
+# OUT_DIR/logs.tar.gz (GPU, sweep log, report log).
 set -u
 usage="usage: gpu_paper_scale.sh DATA_ROOT OUT_DIR [100|50|10]"
 root=${1:?$usage}
@@ -34,28 +41,33 @@ out=${2:?$usage}
 factor=${3:-100}
 case $factor in 100 | 50 | 10) ;; *) echo "$usage" >&2; exit 2 ;; esac
 train_s=${TRAIN_S:-520}
+read -r -a seeds <<< "${SEEDS:-0 1 2}"
+n_runs=$((6 * ${#seeds[@]}))
 started=$SECONDS
-mkdir -p "$out/logs"
+mkdir -p "$out"
+logs=$(mktemp -d)
 export PYTHONPATH=$PWD/src PYTHONUNBUFFERED=1 OMP_NUM_THREADS=1
 runs=runs-paper
 name=lt-cifar10-jpeg-if$factor
-nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader | tee "$out/logs/gpu.txt"
+nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader | tee "$logs/gpu.txt"
 # Decode the JPEG copy into the cache once, before 18 runs would race to do it.
 python3 -c "import ammix.data as D; [D.load_dataset('cifar10-jpeg', '$root', train=t) for t in (True, False)]"
 left=$((train_s - (SECONDS - started)))
-echo "start-up took $((SECONDS - started)) s; the sweep gets $left s" | tee "$out/logs/progress.txt"
-gpus=0$(printf ',0%.0s' $(seq 17))
+echo "start-up took $((SECONDS - started)) s; the sweep gets $left s" | tee "$logs/progress.txt"
+gpus=0$(printf ',0%.0s' $(seq $((n_runs - 1))))
 timeout "$left" python3 -m ammix sweep configs/sweeps/lt-cifar10.yaml --gpus "$gpus" --runs-dir $runs \
-  --name "$name" --set data.dataset=cifar10-jpeg-lt data.root="$root" data.imbalance_factor="$factor" \
-  train.eval_every=10 train.progress=off > "$out/logs/sweep.log" 2>&1
+  --name "$name" --seeds "${seeds[@]}" --set data.dataset=cifar10-jpeg-lt data.root="$root" data.imbalance_factor="$factor" \
+  train.eval_every=10 train.progress=off > "$logs/sweep.log" 2>&1
 echo "sweep exit $? after $((SECONDS - started)) s (124: stopped at the time limit, runs resumable)" \
-  | tee -a "$out/logs/progress.txt"
+  | tee -a "$logs/progress.txt"
 sleep 3  # runs stopped with the sweep write their last files
 finished=$(find "$runs/$name" -name summary.json | xargs -r grep -l '"finished": true' | wc -l)
-echo "$finished of 18 runs finished" | tee -a "$out/logs/progress.txt"
-timeout 30 python3 -m ammix report "$runs/$name" > "$out/logs/report.log" 2>&1 \
-  || echo "report failed or cut at 30 s (see logs/report.log); the runs are packed either way"
+echo "$finished of $n_runs runs finished" | tee -a "$logs/progress.txt"
+timeout 30 python3 -m ammix report "$runs/$name" > "$logs/report.log" 2>&1 \
+  || echo "report failed or cut at 30 s (report.log in logs.tar.gz); the runs are packed either way" \
+  | tee -a "$logs/progress.txt"
 find "$runs/$name" \( -name '*.json' -o -name '*.jsonl' -o -name 'config.yaml' -o -name train.log \
   -o -name '*.md' -o -name '*.csv' \) -print0 | tar czf "$out/paper-scale-if$factor.tar.gz" --null -T -
-tar czf "$out/logs.tar.gz" -C "$out" logs
+cp "$logs/progress.txt" "$out/"
+tar czf "$out/logs.tar.gz" -C "$logs" .
 du -h "$out"/*.tar.gz

@@ -9,15 +9,20 @@
 # `ammix toy` process each (4 x 2 x 3 = 24), for at most SECONDS (default 420, so that decoding the
 # data before and the table after fit one 10-minute call); when all have finished, one more call
 # reuses them for the table (toy.md, toy.json) and the maps. A run cut off by the limit
-# keeps its last.pt (every 10 epochs) and resumes when the command runs again with runs-gpu-toy/
-# carried back. Nothing is installed; the project runs from src/ (PYTHONPATH).
+# keeps its last.pt (every 10 epochs) and resumes when the command runs again on the same machine
+# (runs-gpu-toy/ is ignored by git, so it stays there between calls while the machine is held; the
+# packed files hold no checkpoints). Nothing is installed; the project runs from src/ (PYTHONPATH).
+# In a 15-minute lease it follows gpu_check.sh as the lease's one long call: with less than 10
+# minutes of device time left, give SECONDS = what is left - 3 minutes, or the call is cut before
+# the table and the packing.
 # Budget (not yet measured on a GPU): 156 steps an epoch balanced or coarse, 49 at IF 100, 69 at
 # IF 10 (batch 128), so 430 x EPOCHS steps a (method, seed) and 2,580 x EPOCHS for the 24 runs:
 # 619,000 at 240 epochs, which fit 400 s of training if the GPU completes a step every 0.65 ms on
 # aggregate (each of the 12 balanced and coarse runs, the longest, 37,440 steps at <= 10.7 ms).
 # Evaluation every 5 epochs (4,000 test images, forward only).
-# Output: OUT_DIR/toy-gpu-<EPOCHS>ep.tar.gz (toy.md, toy.json, the maps, each run's config, metrics,
-# summary, analysis and log; no checkpoints) and OUT_DIR/logs.tar.gz. From the environment: SPEC
+# Output, three files (a lease returns at most 8): OUT_DIR/toy-gpu-<EPOCHS>ep.tar.gz (toy.md, toy.json,
+# the maps, each run's config, metrics, summary, analysis and log; no checkpoints), OUT_DIR/progress.txt
+# and OUT_DIR/logs.tar.gz (one log a run, the GPU, the table call). From the environment: SPEC
 # (another toy file), METHODS (default "ce am_mixup"), EXTRA (more key=value overrides of every run),
 # PYTHON (default python3).
 set -u
@@ -30,14 +35,15 @@ spec=${SPEC:-configs/toy-mini-cifar-cpu.yaml}
 python=${PYTHON:-python3}
 read -r -a methods <<< "${METHODS:-ce am_mixup}"
 read -r -a extra <<< "${EXTRA:-}"
-mkdir -p "$out/logs"
+mkdir -p "$out"
+logs=$(mktemp -d)  # 24 run logs: packed, not left in OUT_DIR (a lease returns at most 8 files)
 export PYTHONPATH=$PWD/src PYTHONUNBUFFERED=1 OMP_NUM_THREADS=1
 runs=runs-gpu-toy/toy-gpu-${epochs}ep
 overrides=(train.epochs="$epochs" data.root="$root" train.eval_every=5 train.checkpoint_every=10
            train.progress=off ${extra[@]+"${extra[@]}"})
 toy=("$python" -m ammix toy "$spec" "${overrides[@]}" --out "$runs")
 { nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader || echo "no nvidia-smi"; } \
-  | tee "$out/logs/gpu.txt"
+  | tee "$logs/gpu.txt"
 # Decode the JPEG copy into the cache once, before parallel runs would race to do it.
 if grep -q "cifar10-jpeg" "$spec"; then
   "$python" -c "import ammix.data as D; [D.load_dataset('cifar10-jpeg', '$root', train=t) for t in (True, False)]"
@@ -50,7 +56,7 @@ started=$SECONDS
 for run in "${planned[@]}"; do
   read -r setting method seed <<< "$run"
   timeout "$budget" "${toy[@]}" --settings "$setting" --methods "$method" --seeds "$seed" \
-    > "$out/logs/$setting-$method-seed$seed.log" 2>&1 &
+    > "$logs/$setting-$method-seed$seed.log" 2>&1 &
 done
 wait
 finished=0
@@ -58,17 +64,18 @@ for run in "${planned[@]}"; do
   read -r setting method seed <<< "$run"
   grep -qs '"finished": true' "$runs/$setting/$method/seed$seed/summary.json" && finished=$((finished + 1))
 done
-echo "$finished of ${#planned[@]} runs finished after $((SECONDS - started)) s" | tee "$out/logs/progress.txt"
+echo "$finished of ${#planned[@]} runs finished after $((SECONDS - started)) s" | tee "$logs/progress.txt"
 if [ "$finished" -eq "${#planned[@]}" ]; then
   # The seeds spelt, as the runs had them (seed<S> folders, also for a toy file without seeds).
   read -r -a seeds <<< "$(printf '%s\n' "${planned[@]}" | awk '{print $3}' | sort -un | xargs)"
-  "${toy[@]}" --methods "${methods[@]}" --seeds "${seeds[@]}" > "$out/logs/table.log" 2>&1 \
-    || echo "the table call failed: logs/table.log" | tee -a "$out/logs/progress.txt"
+  timeout 120 "${toy[@]}" --methods "${methods[@]}" --seeds "${seeds[@]}" > "$logs/table.log" 2>&1 \
+    || echo "the table call failed or was cut at 120 s: table.log in logs.tar.gz" | tee -a "$logs/progress.txt"
 else
-  echo "run the same command again, with runs-gpu-toy carried, to resume" | tee -a "$out/logs/progress.txt"
+  echo "run the same command again on this machine to resume" | tee -a "$logs/progress.txt"
 fi
 find "$runs" \( -name '*.json' -o -name '*.jsonl' -o -name config.yaml -o -name train.log \
   -o -name '*.md' -o -name '*.png' -o -name '*.pdf' \) -print0 \
   | tar czf "$out/toy-gpu-${epochs}ep.tar.gz" --null -T -
-tar czf "$out/logs.tar.gz" -C "$out" logs
+cp "$logs/progress.txt" "$out/"
+tar czf "$out/logs.tar.gz" -C "$logs" .
 du -h "$out"/*.tar.gz

@@ -483,10 +483,13 @@ def test_gpu_toy_script_trains_every_run_apart_then_tabulates_them(tmp_path):
         done = subprocess.run(["bash", str(script), "data", "out", "1", str(seconds)], cwd=tmp_path, env=env,
                               capture_output=True, text=True)
         assert done.returncode == 0, done.stderr
-        return (tmp_path / "out" / "logs" / "progress.txt").read_text()
+        # a lease returns at most 8 files from OUT: the 4 run logs are packed, not left there
+        assert sorted(p.name for p in (tmp_path / "out").rglob("*")) == [
+            "logs.tar.gz", "progress.txt", "toy-gpu-1ep.tar.gz"]
+        return (tmp_path / "out" / "progress.txt").read_text()
 
     # Cut off by the limit: nothing is tabulated, and the log says how to go on.
-    assert call(1).splitlines()[1] == "run the same command again, with runs-gpu-toy carried, to resume"
+    assert call(1).splitlines()[1] == "run the same command again on this machine to resume"
     assert call(300).startswith("4 of 4 runs finished after ")
     runs = tmp_path / "runs-gpu-toy" / "toy-gpu-1ep"
     rows = json.loads((runs / "toy.json").read_text())
