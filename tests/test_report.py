@@ -225,8 +225,15 @@ def test_reference_matching_rules():
     assert [r["value"] for r in rep.match_reference(remix_drw, refs)] == [79.76]
     for other in ({"dataset": "cifar10-jpeg"}, {"dataset": "cifar10-jpeg-lt"}, {"method": "mixup"},
                   {"imbalance_factor": 50.0}, {"profile": "step"}, {"labels": "coarse"}, {"dataset": None},
-                  {"loss": "ldam-drw"}):
+                  {"loss": "ldam-drw"},
+                  # a transfer stage (a probe records mixing: ce), runs that disagree (None: mixed)
+                  {"stage": "probe"}, {"stage": "finetune"}, {"loss": None}, {"profile": None},
+                  {"labels": None}):
         assert rep.match_reference({**row, **other}, refs) == []
+    assert rep.match_reference({**row, "stage": ""}, refs) != []
+    small_cnn = rep._other_backbone({"model": "resnet32"}, {**row, "model": "small_cnn"})
+    assert small_cnn == " (published with resnet32, this row small_cnn)"
+    assert rep._other_backbone({"model": "resnet32"}, {**row, "model": "resnet32"}) == ""
 
 
 def _cli(argv):

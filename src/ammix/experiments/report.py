@@ -553,10 +553,14 @@ def _official(dataset: str | None) -> str | None:
 def match_reference(row: dict, references: Sequence[dict]) -> list[dict]:
     """The references that apply to an aggregated row: same official dataset (``cifar10``/``cifar100``
     or their ``-lt`` names; never ``cifar10-jpeg``), imbalance factor, method and loss, and the same long-tail
-    profile (default ``exp``) and labels (default ``fine``)."""
+    profile (default ``exp``) and labels (default ``fine``). None for a row of a transfer stage (the
+    published numbers are of one-stage training; a probe or fine-tuning records ``mixing: ce``) or whose
+    runs disagree on the loss, profile or labels (``None`` there: no default stands in for a mix)."""
     dataset = _official(row.get("dataset"))
     factor = row.get("imbalance_factor")
-    if dataset is None or factor is None or row.get("method") is None:
+    if dataset is None or factor is None or row.get("method") is None or row.get("stage"):
+        return []
+    if any(key in row and row[key] is None for key in ("loss", "profile", "labels")):
         return []
     out = []
     for ref in references:
@@ -567,6 +571,13 @@ def match_reference(row: dict, references: Sequence[dict]) -> list[dict]:
                 and ref.get("labels", "fine") == (row.get("labels") or "fine")):
             out.append(ref)
     return out
+
+
+def _other_backbone(ref: dict, row: dict) -> str:
+    """What the report.md's dagger says, for the CSV: the reference was published with another backbone."""
+    if ref.get("model") and row.get("model") != ref.get("model"):
+        return f" (published with {ref['model']}, this row {row.get('model')})"
+    return ""
 
 
 def _source_text(ref: dict) -> str:
@@ -794,7 +805,7 @@ def write_csv(rows: Sequence[dict], metrics: Sequence[str], path: str | os.PathL
                     line += ["", ""]
             refs = match_reference(row, references)
             line += [";".join(repr(float(r["value"])) for r in refs),
-                     "; ".join(_source_text(r) for r in refs)]
+                     "; ".join(_source_text(r) + _other_backbone(r, row) for r in refs)]
             writer.writerow(line)
     return path
 
