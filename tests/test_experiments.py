@@ -364,6 +364,19 @@ def test_demo_verdicts_name_the_best_method_per_setting():
             {"setting": "lt", "method": "am_mixup", "balanced_acc": 88.0, "margin_ratio": 0.5}]
     assert demo.verdicts(rows) == [  # ties at the printed precision are named together
         "lt: best balanced accuracy ce, mixup (90.0%); most even margins am_mixup (margin_ratio 0.50)"]
+    # undefined (nan: every centroid misclassified) or absent (a coarse run): named, not compared
+    rows[0]["margin_ratio"], rows[2]["margin_ratio"] = float("nan"), None
+    coarse = [{"setting": "coarse", "method": "ce", "balanced_acc": 95.0}]
+    assert demo.verdicts(rows + coarse) == [
+        "lt: best balanced accuracy ce, mixup (90.0%); most even margins mixup (margin_ratio 0.10); "
+        "no margin_ratio for ce, am_mixup",
+        "coarse: best balanced accuracy ce (95.0%); no margin_ratio for ce"]
+
+
+def test_toy_table_says_when_a_cell_averages_fewer_runs_than_n():
+    rows = [{"setting": "lt", "method": "ce", "margin_ratio": v, "balanced_acc": 80.0}
+            for v in (0.2, float("nan"), 0.8)]
+    assert "| 0.500 ± 0.424 [2/3] |" in toy.format_table(rows)
 
 
 def test_toy_seeds_run_apart_and_the_table_averages_them(tmp_path):

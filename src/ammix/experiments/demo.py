@@ -9,6 +9,7 @@ the table with a line defining each column, and per setting which method did bes
 from __future__ import annotations
 
 import argparse
+import math
 import sys
 from importlib import resources
 from pathlib import Path
@@ -33,16 +34,24 @@ def demo_spec(dataset: str | None = None, root: str | None = None) -> dict:
 def verdicts(rows: list[dict]) -> list[str]:
     """Per setting, one line naming the methods with the best balanced accuracy and with the most even
     class margins (highest margin_ratio), ties included, so the table's answer is said, not left to
-    read."""
+    read. A run without a margin_ratio (undefined: every centroid misclassified; or a coarse run,
+    measured on fine classes) is named as such, not compared."""
     lines = []
     for setting in dict.fromkeys(r["setting"] for r in rows):
         runs = [r for r in rows if r["setting"] == setting]
         acc = max(round(r["balanced_acc"], 1) for r in runs)
-        even = max(round(r["margin_ratio"], 2) for r in runs)
         best = ", ".join(r["method"] for r in runs if round(r["balanced_acc"], 1) == acc)
-        most_even = ", ".join(r["method"] for r in runs if round(r["margin_ratio"], 2) == even)
-        lines.append(f"{setting}: best balanced accuracy {best} ({acc:.1f}%); "
-                     f"most even margins {most_even} (margin_ratio {even:.2f})")
+        line = f"{setting}: best balanced accuracy {best} ({acc:.1f}%)"
+        ratios = {r["method"]: r.get("margin_ratio") for r in runs}
+        defined = {m: round(v, 2) for m, v in ratios.items() if v is not None and not math.isnan(v)}
+        if defined:
+            even = max(defined.values())
+            most_even = ", ".join(m for m, v in defined.items() if v == even)
+            line += f"; most even margins {most_even} (margin_ratio {even:.2f})"
+        undefined = [m for m in ratios if m not in defined]
+        if undefined:
+            line += f"; no margin_ratio for {', '.join(undefined)}"
+        lines.append(line)
     return lines
 
 

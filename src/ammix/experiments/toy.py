@@ -188,14 +188,18 @@ def format_table(rows: list[dict]) -> str:
         for key in TABLE_METRICS:
             values = [r[key] for r in runs if r.get(key) is not None and not math.isnan(r[key])]
             digits = 1 if "acc" in key else 3
+            # a cell over fewer runs than n says how many (e.g. margin_ratio undefined in a run)
+            of_n = "" if len(values) == len(runs) else f" [{len(values)}/{len(runs)}]"
             if not values:
                 cells.append("—")
             elif len(values) == 1:
-                cells.append(f"{values[0]:.{digits}f}")
+                cells.append(f"{values[0]:.{digits}f}{of_n}")
             else:
-                cells.append(f"{statistics.mean(values):.{digits}f} ± {statistics.stdev(values):.{digits}f}")
+                mean, std = statistics.mean(values), statistics.stdev(values)
+                cells.append(f"{mean:.{digits}f} ± {std:.{digits}f}{of_n}")
         lines.append("| " + " | ".join(cells) + " |")
-    lines += ["", "n: runs (seeds) averaged, mean ± sample std."]
+    lines += ["", "n: runs (seeds) averaged, mean ± sample std; [k/n]: over the k runs where the value is "
+              "defined."]
     lines += [f"{key}: {metric_definition(key)}" for key in TABLE_METRICS]
     return "\n".join(lines) + "\n"
 
