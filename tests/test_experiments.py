@@ -334,6 +334,16 @@ def test_coarse_to_fine_sweep_then_report(tmp_path, capsys):
     assert main(["report", str(runs)]) == 0
     report = (runs / "report" / "report.md").read_text()
     assert "s / probe" in report and "s / finetune" in report
+    # A pre-training deleted to run again: its probe and fine-tuning, built on the old one, run again too
+    # (they were reused, and their numbers reported under a pre-training they never saw).
+    shutil.rmtree(runs / "s" / "am" / "seed0" / "pretrain")
+    capsys.readouterr()
+    assert main(["sweep", str(spec), "--runs-dir", str(runs), "--dry-run"]) == 0
+    assert capsys.readouterr().out.count("[to run again (its pre-training runs again)]") == 2
+    old_probe = (runs / "s" / "am" / "seed0" / "probe" / "summary.json").read_text()
+    assert main(["sweep", str(spec), "--runs-dir", str(runs)]) == 0
+    assert "6 runs, 3 finished, 3 to run" in capsys.readouterr().out
+    assert (runs / "s" / "am" / "seed0" / "probe" / "summary.json").read_text() != old_probe
 
 
 @pytest.mark.slow

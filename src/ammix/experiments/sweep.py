@@ -274,9 +274,17 @@ def check_reused_runs(sweep: Sweep, runs: list[Run]) -> None:
         )
 
 
+def upstream_reruns(run: Run) -> bool:
+    """A transfer stage whose pre-training is not finished: whatever its folder holds was built on an
+    earlier pre-training (since deleted or stopped), so it is neither reused nor resumed but rerun."""
+    return run.after is not None and not is_finished(run.after.run_dir)
+
+
 def train_command(config: Path, run: Run) -> list[str]:
-    """The `ammix train` command of a run: resume when it has a checkpoint, else start it."""
-    resume = ["--resume"] if (run.run_dir / "last.pt").is_file() else ["--fresh"]
+    """The `ammix train` command of a run: resume when it has a checkpoint (and its pre-training is the
+    one it started from), else start it."""
+    resumable = (run.run_dir / "last.pt").is_file() and not upstream_reruns(run)
+    resume = ["--resume"] if resumable else ["--fresh"]
     return [sys.executable, "-m", "ammix", "train", str(config), *override_args(run.overrides),
             "--run-dir", str(run.run_dir), *resume]
 
@@ -350,7 +358,7 @@ def run_sweep(sweep: Sweep, runs_dir: Path, jobs: int = 1, gpus: list[str] | Non
     (`analysis.json`, see `ammix.experiments.analyze`). Returns the number of failed runs.
     """
     runs = plan_runs(sweep, runs_dir)
-    todo = [run for run in runs if not is_finished(run.run_dir)]
+    todo = [run for run in runs if not is_finished(run.run_dir) or upstream_reruns(run)]
     slots = list(gpus) if gpus else [None] * jobs
     print(f"sweep {sweep.name}: {len(runs)} runs, {len(runs) - len(todo)} finished, {len(todo)} to run "
           f"({len(slots)} at a time) under {runs_dir / sweep.name}", flush=True)
@@ -504,7 +512,9 @@ def run(args: argparse.Namespace) -> int:
         print(f"{len(slots)} runs at a time"
               + (f", CUDA_VISIBLE_DEVICES from a free slot of {','.join(slots)}" if args.gpus else ""))
         for planned in runs:
-            state = "finished" if is_finished(planned.run_dir) else "to run"
+            done = is_finished(planned.run_dir)
+            state = ("to run again (its pre-training runs again)" if done and upstream_reruns(planned)
+                     else "finished" if done else "to run")
             print(f"[{state}] " + " ".join(train_command(sweep.config, planned)))
         return 0
     return 1 if run_sweep(sweep, args.runs_dir, gpus=slots) else 0
