@@ -389,7 +389,7 @@ def test_toy_table_says_when_a_cell_averages_fewer_runs_than_n():
     assert "| 0.500 ± 0.424 [2/3] |" in toy.format_table(rows)
 
 
-def test_toy_seeds_run_apart_and_the_table_averages_them(tmp_path):
+def test_toy_seeds_run_apart_and_the_table_averages_them(tmp_path, capsys):
     spec = {
         "config": {**yaml.safe_load(SMOKE.read_text()), "model": {"name": "small_cnn", "feature_dim": 2}},
         "variants": {"ce": {"mixing.method": "ce"}},
@@ -412,6 +412,12 @@ def test_toy_seeds_run_apart_and_the_table_averages_them(tmp_path):
     assert [r["seed"] for r in run_toy(spec, tmp_path, TINY, seeds=[1])] == [1]
     assert [r["seed"] for r in json.loads((tmp_path / "toy.json").read_text())] == [0, 1]
     assert f"| balanced | ce | 2 | {mean:.1f} ± {std:.1f} |" in (tmp_path / "toy.md").read_text()
+    # A call with another config on a new seed: the earlier rows are another experiment, left out.
+    capsys.readouterr()
+    run_toy(spec, tmp_path, [*TINY, "optim.lr=0.5"], seeds=[2])
+    assert [r["seed"] for r in json.loads((tmp_path / "toy.json").read_text())] == [2]
+    assert ("the table leaves out 2 earlier run(s) made with another config: balanced/ce/0, balanced/ce/1"
+            in capsys.readouterr().out)
     with pytest.raises(toy.ToyError) as err:
         run_toy(spec, tmp_path, [*TINY, "optim.lr=0.5"])
     assert str(err.value) == (

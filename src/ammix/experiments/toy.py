@@ -31,6 +31,7 @@ import math
 import statistics
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import yaml
@@ -132,7 +133,16 @@ def run_toy(spec: dict, out_dir: str | Path, overrides: list[str] | None = None,
             changes = " ".join(override_args(spec["settings"][setting] or {}))
             title = f"{rf.test_set.name}, {setting}" + (f" ({changes})" if changes else "")
             feature_map_figure(panels, class_names, out_dir / setting, title=title)
-    table = with_earlier_rows(rows, out_dir / "toy.json", spec)
+    every_config = toy_configs(spec, overrides, quick)
+
+    def made_as_now(row: dict) -> bool:  # an earlier row's run, made with this call's config
+        config = every_config.get(row["setting"], {}).get(row["method"])
+        folder = out_dir / row["setting"] / row["method"]
+        if (folder / f"seed{row['seed']}").is_dir():
+            folder = folder / f"seed{row['seed']}"
+        return config is None or other_config([(folder, dict(config, seed=row["seed"]))]) is None
+
+    table = with_earlier_rows(rows, out_dir / "toy.json", spec, made_as_now)
     # Atomic: calls on different runs of one folder at once (benchmarks/gpu_toy.sh) never read a partial
     # file; a row one of them drops is back when a call over all the runs rewrites the table.
     atomic_write_bytes(out_dir / "toy.md", format_table(table).encode())
@@ -140,16 +150,24 @@ def run_toy(spec: dict, out_dir: str | Path, overrides: list[str] | None = None,
     return rows
 
 
-def with_earlier_rows(rows: list[dict], path: Path, spec: dict) -> list[dict]:
+def with_earlier_rows(rows: list[dict], path: Path, spec: dict,
+                      made_as_now: Callable[[dict], bool]) -> list[dict]:
     """``rows`` and, from ``path`` (an earlier call's toy.json), the rows of the runs this call did not
     run, so that a call on some settings, methods or seeds keeps the others in the table; in the
-    order of the toy file (settings, then variants, then seeds)."""
+    order of the toy file (settings, then variants, then seeds). An earlier row whose run was made
+    with another config than this call's (``made_as_now`` false: a --quick call, other overrides) is
+    left out, with a note: one table, one experiment."""
     def run_key(row: dict) -> tuple:
         return row["setting"], row["method"], row["seed"]
 
     ran = {run_key(r) for r in rows}
-    earlier = json.loads(path.read_text()) if path.is_file() else []
-    merged = [r for r in earlier if run_key(r) not in ran] + rows
+    earlier = [r for r in (json.loads(path.read_text()) if path.is_file() else []) if run_key(r) not in ran]
+    other = [r for r in earlier if not made_as_now(r)]
+    if other:
+        names = ", ".join("/".join(map(str, run_key(r))) for r in other)
+        print(f"[toy] the table leaves out {len(other)} earlier run(s) made with another config: {names}",
+              flush=True)
+    merged = [r for r in earlier if r not in other] + rows
     settings, variants = list(spec["settings"]), list(spec["variants"])
 
     def position(row: dict) -> tuple:  # a setting or variant no longer in the file goes last
