@@ -80,6 +80,15 @@ def test_torchvision_vit_and_mobilenet_split_at_their_last_linear():
     assert mobile.head.in_features == 1024 and mobile.head.out_features == 5
 
 
+def test_googlenet_trains_through_the_wrapper_and_a_built_one_with_aux_logits_is_refused():
+    from torchvision.models import googlenet
+
+    model = build_model("torchvision:googlenet", 3).train()  # built with aux_logits=False
+    assert model(torch.randn(2, 3, 64, 64)).shape == (2, 3)  # was a GoogLeNetOutputs tuple into the head
+    with pytest.raises(ValueError, match="auxiliary logits in training: build it with aux_logits=False"):
+        from_torchvision(googlenet(weights=None, aux_logits=True, init_weights=False))
+
+
 @pytest.fixture
 def timm():
     return pytest.importorskip("timm")
@@ -104,6 +113,10 @@ def test_timm_classifier_is_owned_by_the_head_only(timm):
     model = from_timm("test_resnet", num_classes=3, in_channels=1)
     assert not any(p is model.head.weight for p in model.stages.parameters())
     assert model(torch.randn(2, 1, 32, 32)).shape == (2, 3)
+    # a built model keeps its own first convolution: in_channels that disagree is an error, not ignored
+    with pytest.raises(ValueError, match="in_channels=1, but this model's first convolution takes 3"):
+        from_timm(timm.create_model("test_resnet"), num_classes=3, in_channels=1)
+    assert from_timm(timm.create_model("test_resnet", in_chans=1), 3, in_channels=1).feature_dim > 0
 
 
 @pytest.mark.parametrize("method", sorted(MIXERS))

@@ -68,6 +68,8 @@ def from_timm(
         net = name_or_model
         if num_classes is not None and net.get_classifier().out_features != num_classes:
             net.reset_classifier(num_classes)
+        if in_channels != 3:  # the default says nothing about a model built elsewhere
+            _check_in_channels(net, in_channels, "build it with timm.create_model(..., in_chans=N)")
     head = net.get_classifier()
     if not isinstance(head, nn.Linear):
         raise ValueError(
@@ -89,6 +91,15 @@ def _set_module(net: nn.Module, name: str, module: nn.Module) -> None:
     # nn.Module.set_submodule is newer than the torch this project supports (2.1).
     parent, _, child = name.rpartition(".")
     setattr(net.get_submodule(parent) if parent else net, child, module)
+
+
+def _check_in_channels(net: nn.Module, in_channels: int, how: str) -> None:
+    """A built model whose first convolution does not take ``in_channels``: a ``ValueError`` now, not a
+    shape error at the first batch."""
+    conv = next((m for m in net.modules() if isinstance(m, nn.Conv2d)), None)
+    if conv is not None and conv.in_channels != in_channels:
+        raise ValueError(f"in_channels={in_channels}, but this model's first convolution takes "
+                         f"{conv.in_channels}: {how}")
 
 
 def _replace_first_conv(net: nn.Module, in_channels: int) -> None:
@@ -122,6 +133,9 @@ def from_torchvision(
     if isinstance(name_or_model, str):
         from torchvision import models
 
+        if name_or_model in ("googlenet", "inception_v3"):
+            # In training their forward returns the auxiliary logits too (a named tuple, not a tensor).
+            options.setdefault("aux_logits", False)
         if pretrained:
             net = models.get_model(name_or_model, weights="DEFAULT", **options)
         else:
@@ -129,6 +143,9 @@ def from_torchvision(
             net = models.get_model(name_or_model, weights=None, **extra, **options)
     else:
         net = name_or_model
+        if getattr(net, "aux_logits", False):
+            raise ValueError(f"this {type(net).__name__} returns auxiliary logits in training: build it "
+                             f"with aux_logits=False")
     if in_channels != 3:
         _replace_first_conv(net, in_channels)
     name, head = _last_linear(net)
