@@ -80,6 +80,7 @@ def test_torchvision_vit_and_mobilenet_split_at_their_last_linear():
     assert mobile.head.in_features == 1024 and mobile.head.out_features == 5
 
 
+@pytest.mark.filterwarnings("ignore:The default weight initialization of GoogleNet:FutureWarning")
 def test_googlenet_trains_through_the_wrapper_and_a_built_one_with_aux_logits_is_refused():
     from torchvision.models import googlenet
 
