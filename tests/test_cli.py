@@ -203,10 +203,18 @@ def test_existing_run_dir_refused_then_resume_or_fresh(capsys, tmp_path):
     assert code == 0, err  # already finished: nothing to do, same metrics
     assert (run_dir / "metrics.jsonl").read_text() == first
 
-    (run_dir / "stray.txt").write_text("old")
+    # --fresh deletes what a run wrote, never what it did not (a user's files in the folder: refused)
+    (run_dir / "notes.txt").write_text("mine")
+    (run_dir / "data").mkdir()
+    code, _, err = run_cli(capsys, "train", SMOKE, *TINY, "--run-dir", str(run_dir), "--fresh")
+    assert code == 2 and "the folder also holds data, notes.txt, which no run writes" in err
+    assert (run_dir / "notes.txt").read_text() == "mine" and (run_dir / "metrics.jsonl").read_text() == first
+    (run_dir / "notes.txt").unlink()
+    (run_dir / "data").rmdir()
+    (run_dir / ".last.pt.abc.tmp").write_text("left by a crash")  # an atomic write's leftover: a run's
     code, _, err = run_cli(capsys, "train", SMOKE, *TINY, "--run-dir", str(run_dir), "--fresh")
     assert code == 0, err
-    assert not (run_dir / "stray.txt").exists()  # the old run folder was deleted
+    assert not (run_dir / ".last.pt.abc.tmp").exists()
     assert len((run_dir / "metrics.jsonl").read_text().splitlines()) == 2
 
 

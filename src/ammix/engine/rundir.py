@@ -31,6 +31,18 @@ CONFIG, METRICS, SUMMARY, CHECKPOINT, TENSORBOARD, TRAIN_LOG = (
     "train.log",  # written by a sweep, not by the training itself
 )
 _RUN_FILES = (CONFIG, METRICS, SUMMARY, CHECKPOINT)
+# What a run and its analysis write: --fresh deletes these (and atomic writes' leftover temp files)
+# and refuses a folder that holds anything else.
+_WRITTEN = (*_RUN_FILES, TENSORBOARD, "analysis.json")
+
+
+def _written_by_a_run(name: str) -> bool:
+    return name in _WRITTEN or (name.startswith(".") and name.endswith(".tmp"))
+
+
+def foreign_entries(run_dir: Path) -> list[str]:
+    """What a run folder holds that no run writes (``train.log`` is a sweep's, and kept)."""
+    return sorted(p.name for p in run_dir.iterdir() if not _written_by_a_run(p.name) and p.name != TRAIN_LOG)
 
 
 class RunDirError(ValueError):
@@ -58,6 +70,13 @@ def check_run_dir(run_dir: Path, resume: bool, fresh: bool) -> None:
         if target == here or target in here.parents or target == Path.home().resolve():
             raise RunDirError(
                 f"--fresh would delete {run_dir}, which holds the working folder; use a subfolder"
+            )
+        foreign = foreign_entries(run_dir)
+        if foreign:
+            shown = ", ".join(foreign[:5]) + (f" and {len(foreign) - 5} more" if len(foreign) > 5 else "")
+            raise RunDirError(
+                f"--fresh would delete the run in {run_dir}, but the folder also holds {shown}, which no "
+                f"run writes; move them out, or choose another --run-dir"
             )
 
 
@@ -89,11 +108,12 @@ def claim_run_dir(run_dir: Path) -> Iterator[None]:
 
 
 def wipe_run_dir(run_dir: Path) -> None:
-    """Delete what the folder of an old run holds (for ``--fresh``), keeping the folder itself, whose
-    claim (:func:`claim_run_dir`) this process holds, and ``train.log``, where a sweep (or a shell
-    redirect) is already appending this process's output."""
+    """Delete what an old run wrote in its folder (for ``--fresh``), keeping the folder itself, whose
+    claim (:func:`claim_run_dir`) this process holds, ``train.log``, where a sweep (or a shell
+    redirect) is already appending this process's output, and anything no run writes (which
+    :func:`check_run_dir` refuses up front)."""
     for path in run_dir.iterdir():
-        if path.name == TRAIN_LOG:
+        if not _written_by_a_run(path.name):
             continue
         if path.is_dir() and not path.is_symlink():
             shutil.rmtree(path)
