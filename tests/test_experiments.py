@@ -495,6 +495,34 @@ def test_cpu_reproduction_script_runs_every_sweep_and_toy_in_float32_with_amp_of
 
 @pytest.mark.slow
 @pytest.mark.skipif(shutil.which("bash") is None, reason="needs bash")
+def test_gpu_paper_scale_script_runs_the_sweep_reports_and_packs_three_files(tmp_path):
+    """benchmarks/gpu_paper_scale.sh on CPU with a tiny synthetic sweep of six variants, one seed."""
+    methods = ("ce", "mixup", "manifold_mixup", "cutmix", "remix", "am_mixup")
+    sweep = tmp_path / "sweep.yaml"
+    sweep.write_text(yaml.safe_dump({"name": "tiny", "config": str(SMOKE), "seeds": [0],
+                                     "variants": {m: {"mixing.method": m} for m in methods}}))
+    extra = [*TINY, "data.dataset=synthetic", "data.imbalance_factor=2", "train.device=cpu"]
+    env = {**os.environ, "SWEEP": str(sweep), "SEEDS": "0", "PYTHON": sys.executable,
+           "EXTRA": " ".join(extra)}
+    script = Path(__file__).parents[1] / "benchmarks" / "gpu_paper_scale.sh"
+    done = subprocess.run(["bash", str(script), "data", "out", "100"], cwd=tmp_path, env=env,
+                          capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    out = tmp_path / "out"
+    # a lease returns at most 8 files from OUT
+    assert sorted(p.name for p in out.rglob("*")) == [
+        "logs.tar.gz", "paper-scale-if100.tar.gz", "progress.txt"]
+    progress = (out / "progress.txt").read_text()
+    assert "6 of 6 runs finished" in progress and "report failed" not in progress
+    with tarfile.open(out / "paper-scale-if100.tar.gz") as tar:
+        names = tar.getnames()
+    assert "runs-paper/lt-cifar10-jpeg-if100/am_mixup/seed0/summary.json" in names
+    assert "runs-paper/lt-cifar10-jpeg-if100/report/report.csv" in names
+    assert not any(name.endswith(".pt") for name in names)
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(shutil.which("bash") is None, reason="needs bash")
 def test_gpu_toy_script_trains_every_run_apart_then_tabulates_them(tmp_path):
     """benchmarks/gpu_toy.sh on CPU with a tiny synthetic toy: one process per run, then the table."""
     spec = tmp_path / "toy.yaml"
