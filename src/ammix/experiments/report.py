@@ -670,7 +670,7 @@ def format_markdown(rows: Sequence[dict], metrics: Sequence[str], references: Se
                 for ref in refs:
                     if ref not in used_refs:
                         used_refs.append(ref)
-                    dagger = "†" if ref.get("model") and row.get("model") != ref.get("model") else ""
+                    dagger = "†" if _other_backbone(ref, row) else ""
                     other_backbone = other_backbone or bool(dagger)
                     marks.append(f"{float(ref['value']):.2f}{dagger}")
                 pub = "; ".join(marks)

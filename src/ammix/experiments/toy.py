@@ -26,6 +26,7 @@ earlier calls' rows of the others). Each run also gets its ``analysis.json``, so
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import math
 import statistics
@@ -133,10 +134,12 @@ def run_toy(spec: dict, out_dir: str | Path, overrides: list[str] | None = None,
             changes = " ".join(override_args(spec["settings"][setting] or {}))
             title = f"{rf.test_set.name}, {setting}" + (f" ({changes})" if changes else "")
             feature_map_figure(panels, class_names, out_dir / setting, title=title)
-    every_config = toy_configs(spec, overrides, quick)
+    @functools.cache
+    def every_config() -> dict:  # built only when earlier rows are there to check
+        return toy_configs(spec, overrides, quick)
 
     def made_as_now(row: dict) -> bool:  # an earlier row's run, made with this call's config
-        config = every_config.get(row["setting"], {}).get(row["method"])
+        config = every_config().get(row["setting"], {}).get(row["method"])
         folder = out_dir / row["setting"] / row["method"]
         if (folder / f"seed{row['seed']}").is_dir():
             folder = folder / f"seed{row['seed']}"

@@ -96,15 +96,20 @@ def _set_module(net: nn.Module, name: str, module: nn.Module) -> None:
 def _check_in_channels(net: nn.Module, in_channels: int, how: str) -> None:
     """A built model whose first convolution does not take ``in_channels``: a ``ValueError`` now, not a
     shape error at the first batch."""
-    conv = next((m for m in net.modules() if isinstance(m, nn.Conv2d)), None)
-    if conv is not None and conv.in_channels != in_channels:
+    convs = _convs(net)
+    if convs and convs[0][1].in_channels != in_channels:
+        conv = convs[0][1]
         raise ValueError(f"in_channels={in_channels}, but this model's first convolution takes "
                          f"{conv.in_channels}: {how}")
 
 
+def _convs(net: nn.Module) -> list[tuple[str, nn.Conv2d]]:
+    return [(n, m) for n, m in net.named_modules() if isinstance(m, nn.Conv2d)]
+
+
 def _replace_first_conv(net: nn.Module, in_channels: int) -> None:
     """Give the first ``Conv2d`` of ``net`` ``in_channels`` inputs (a fresh, randomly initialised layer)."""
-    convs = [(n, m) for n, m in net.named_modules() if isinstance(m, nn.Conv2d)]
+    convs = _convs(net)
     if not convs:
         raise ValueError(f"in_channels: {type(net).__name__} has no Conv2d whose inputs could be changed")
     name, old = convs[0]
