@@ -9,7 +9,7 @@
 # epochs, the LDAM-DRW schedule, batch 128, bf16, channels_last, captured steps (train.cuda_graph
 # auto, every method), evaluation every 10 epochs; all 18 runs at once on GPU 0 (`ammix sweep --gpus 0,0,...`).
 # Nothing is installed: torch and the project's dependencies are on the machine, the project runs from
-# src/ (PYTHONPATH), as in gpu_reproduction.sh.
+# src/ (PYTHONPATH).
 #
 # Timing budget (what must hold to finish in one call of at most 600 s):
 #   start-up (nvidia-smi, JPEG decoding into the cache, 18 Python processes) ~60 s; packing ~10 s;
