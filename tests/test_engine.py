@@ -27,6 +27,7 @@ from ammix.engine import (
     read_metrics,
     train,
 )
+from ammix.engine.checkpoint import file_sha256
 from ammix.engine.config import ScheduleConfig
 from ammix.engine.loop import compile_stages
 from ammix.engine.schedule import lr_factor
@@ -270,6 +271,22 @@ def test_transfer_init_from_and_frozen_backbone(tmp_path):
     for key, value in pre.items():
         if key.startswith("stages."):  # weights and BN statistics untouched by the linear probe
             assert torch.equal(value, post[key]), key
+
+
+def test_transfer_records_the_checkpoint_it_started_from_across_a_resume(tmp_path):
+    """summary.json's init_from_sha256 is the pre-training's checkpoint_sha256 at the stage's start, kept
+    by a resume even when init_from now holds another checkpoint (how a sweep tells a stale stage)."""
+    pre, stage = tmp_path / "pre", tmp_path / "stage"
+    made = train(tiny("train.epochs=1"), pre)
+    assert made["checkpoint_sha256"] == file_sha256(pre / "last.pt") and "init_from_sha256" not in made
+    config = tiny(f"model.init_from={pre}", "train.epochs=2", "train.stop_after_epochs=1")
+    stopped = train(config, stage)
+    assert stopped["init_from_sha256"] == made["checkpoint_sha256"]
+    assert "checkpoint_sha256" not in stopped  # not finished: its checkpoint will change
+    train(tiny("train.epochs=1", "seed=1"), pre, fresh=True)  # another pre-training at init_from
+    assert file_sha256(pre / "last.pt") != made["checkpoint_sha256"]
+    resumed = train(tiny(f"model.init_from={pre}", "train.epochs=2"), stage, resume=True)
+    assert resumed["finished"] and resumed["init_from_sha256"] == made["checkpoint_sha256"]
 
 
 def test_init_from_wrong_backbone_is_clear(tmp_path):

@@ -334,16 +334,39 @@ def test_coarse_to_fine_sweep_then_report(tmp_path, capsys):
     assert main(["report", str(runs)]) == 0
     report = (runs / "report" / "report.md").read_text()
     assert "s / probe" in report and "s / finetune" in report
-    # A pre-training deleted to run again: its probe and fine-tuning, built on the old one, run again too
-    # (they were reused, and their numbers reported under a pre-training they never saw).
-    shutil.rmtree(runs / "s" / "am" / "seed0" / "pretrain")
+    # A pre-training deleted to run again: its probe and fine-tuning, built on the old one, run again from
+    # the start (they were reused, or "resumed" when finished, and reported under a pre-training they
+    # never saw). Here only the probe goes with it (--stages probe): the fine-tuning is left behind.
+    seed0 = runs / "s" / "am" / "seed0"
+    summary = {stage: json.loads((seed0 / stage / "summary.json").read_text())
+               for stage in ("pretrain", "probe", "finetune")}
+    assert summary["probe"]["init_from_sha256"] == summary["pretrain"]["checkpoint_sha256"]
+    shutil.rmtree(seed0 / "pretrain")
     capsys.readouterr()
     assert main(["sweep", str(spec), "--runs-dir", str(runs), "--dry-run"]) == 0
-    assert capsys.readouterr().out.count("[to run again (its pre-training runs again)]") == 2
-    old_probe = (runs / "s" / "am" / "seed0" / "probe" / "summary.json").read_text()
+    assert capsys.readouterr().out.count("[to run again (built on another pre-training)]") == 2
+    assert main(["sweep", str(spec), "--runs-dir", str(runs), "--stages", "probe"]) == 0
+    assert "4 runs, 2 finished, 2 to run" in capsys.readouterr().out
+    new = {stage: json.loads((seed0 / stage / "summary.json").read_text()) for stage in ("pretrain", "probe")}
+    assert new["pretrain"]["checkpoint_sha256"] != summary["pretrain"]["checkpoint_sha256"]
+    assert new["probe"]["init_from_sha256"] == new["pretrain"]["checkpoint_sha256"]
+    assert "resuming" not in (seed0 / "probe" / "train.log").read_text()  # started again, not resumed
+    # The pre-training is finished again: only the checkpoints tell that the fine-tuning is stale. The
+    # report leaves it out (its number belongs to the deleted pre-training); the sweep runs it again.
+    assert main(["report", str(runs)]) == 0
+    assert ("1 transfer-stage run(s) left out, built on another pre-training than the one in their seed "
+            "folder (run the sweep again to redo them): s/am/seed0/finetune.") in (
+        runs / "report" / "report.md").read_text()
+    assert main(["sweep", str(spec), "--runs-dir", str(runs), "--dry-run"]) == 0
+    planned = capsys.readouterr().out
+    assert planned.count("[to run again (built on another pre-training)]") == 1
+    assert "finetune --fresh" in planned.split("[to run again")[1].split("\n")[0]
     assert main(["sweep", str(spec), "--runs-dir", str(runs)]) == 0
-    assert "6 runs, 3 finished, 3 to run" in capsys.readouterr().out
-    assert (runs / "s" / "am" / "seed0" / "probe" / "summary.json").read_text() != old_probe
+    assert "6 runs, 5 finished, 1 to run" in capsys.readouterr().out
+    finetune = json.loads((seed0 / "finetune" / "summary.json").read_text())
+    assert finetune["init_from_sha256"] == new["pretrain"]["checkpoint_sha256"]
+    assert main(["sweep", str(spec), "--runs-dir", str(runs), "--dry-run"]) == 0
+    assert "[to run again" not in capsys.readouterr().out
 
 
 @pytest.mark.slow

@@ -7,6 +7,7 @@ the epoch count, the best metrics so far, and the RNG states of torch (CPU and C
 
 from __future__ import annotations
 
+import hashlib
 import os
 import random
 import tempfile
@@ -132,6 +133,15 @@ def resolve_checkpoint(path: str | Path) -> Path:
     if path.is_dir():
         return path / "last.pt"
     return path
+
+
+def file_sha256(path: str | Path) -> str:
+    """The sha256 of a file's bytes (hex): which checkpoint a transfer stage started from."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
 
 
 def load_backbone(model: torch.nn.Module, path: str | Path) -> int:

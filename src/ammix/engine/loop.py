@@ -30,9 +30,11 @@ from ammix.mixing import build_mixer, mixed_forward, one_hot
 
 from .checkpoint import (
     CheckpointError,
+    file_sha256,
     load_backbone,
     load_checkpoint,
     remove_stale_temps,
+    resolve_checkpoint,
     rng_states,
     save_checkpoint,
     set_rng_states,
@@ -211,6 +213,7 @@ class Trainer:
     wall_before: float = 0.0
     resumed: bool = False
     checkpoint_epoch: int | None = None  # the epoch of the last checkpoint written or loaded
+    init_from_sha256: str | None = None  # the checkpoint file the backbone started from (model.init_from)
 
     @property
     def num_classes(self) -> int:
@@ -352,8 +355,10 @@ def _set_up(cfg: Config, run_dir: Path, info: DistInfo, device: torch.device, am
     # Model: same initial weights on every rank; optional transfer of the backbone, optional linear probe.
     torch.manual_seed(cfg.seed)
     model = make_model(cfg, train_set)
+    init_from_sha256 = None
     if cfg.model.init_from:
         load_backbone(model, cfg.model.init_from)
+        init_from_sha256 = file_sha256(resolve_checkpoint(cfg.model.init_from))
     if cfg.train.freeze_backbone:
         model.stages.requires_grad_(False)
     channels_last = cfg.train.channels_last == "on" or (
@@ -402,6 +407,7 @@ def _set_up(cfg: Config, run_dir: Path, info: DistInfo, device: torch.device, am
         batches_for=batches_for,
         test_loader=test_loader,
         steps_per_epoch=steps_per_epoch,
+        init_from_sha256=init_from_sha256,
     )
 
 
@@ -426,6 +432,8 @@ def _resume(t: Trainer) -> None:
     set_rng_states(ckpt["rng"])
     t.start_epoch, t.best, t.last_eval = ckpt["epoch"], ckpt.get("best"), ckpt.get("last_eval")
     t.wall_before = ckpt.get("wall_time_s", 0.0)
+    # The pre-training this run started from, not the one at init_from now (a sweep checks the two).
+    t.init_from_sha256 = ckpt.get("init_from_sha256", t.init_from_sha256)
     t.resumed, t.checkpoint_epoch = True, t.start_epoch
 
 
@@ -702,6 +710,7 @@ def _save(t: Trainer, epoch: int, lr: float, t_start: float) -> None:
                 "config": t.cfg.to_dict(),
                 "mixer": mixer_record(t.cfg.mixing.method, t.mixer),
                 "wall_time_s": t.wall_before + time.time() - t_start,
+                "init_from_sha256": t.init_from_sha256,
             },
         )
     t.checkpoint_epoch = epoch + 1
@@ -714,8 +723,14 @@ def mixer_record(method: str, mixer) -> dict:
 
 def _summary(t: Trainer, epochs_done: int, t_start: float, command: str | None) -> dict:
     device = t.device
+    finished = epochs_done >= t.cfg.train.epochs
+    # A finished run's checkpoint, and the one a transfer stage started from: a stage whose
+    # init_from_sha256 is not its pre-training's checkpoint_sha256 was built on another pre-training.
+    lineage = {"init_from_sha256": t.init_from_sha256} if t.init_from_sha256 else {}
+    if finished and t.info.is_main and t.ckpt_path.is_file():
+        lineage["checkpoint_sha256"] = file_sha256(t.ckpt_path)
     return {
-        "finished": epochs_done >= t.cfg.train.epochs,
+        "finished": finished,
         "epochs_done": epochs_done,
         "epochs": t.cfg.train.epochs,
         "last": t.last_eval,
@@ -736,6 +751,7 @@ def _summary(t: Trainer, epochs_done: int, t_start: float, command: str | None) 
         **({"probe_fit": PROBE_FIT} if t.cfg.train.probe == "lbfgs" else {}),
         "run_dir": str(t.run_dir),
         "files": {"config": CONFIG, "metrics": METRICS, "checkpoint": CHECKPOINT},
+        **lineage,
     }
 
 

@@ -275,8 +275,24 @@ def scan_runs(runs_dir: str | os.PathLike,
         sweep, variant, stage, seed = _group_keys(rel, runs_dir, config)
         records.append({"sweep": sweep, "variant": variant, "stage": stage, "seed": seed,
                         "path": str(here), "config": config, "device": device_text(summary),
-                        "metrics": metrics})
+                        "metrics": metrics, "lineage": {k: summary[k] for k in LINEAGE if k in summary}})
     return records, unfinished
+
+
+LINEAGE = ("init_from_sha256", "checkpoint_sha256")  # summary.json: what a transfer stage started from
+
+
+def other_pretraining(records: Sequence[dict]) -> list[dict]:
+    """The transfer-stage records built on another pre-training than the finished one in their seed
+    folder: the checkpoint they started from (``init_from_sha256``) is not the pre-training's
+    (``checkpoint_sha256``; both in summary.json). Runs that record neither are not judged."""
+    def lineage(r: dict, key: str) -> str | None:
+        return r.get("lineage", {}).get(key)
+
+    made = {(r["sweep"], r["variant"], r["seed"]): lineage(r, "checkpoint_sha256")
+            for r in records if r["stage"] == "pretrain"}
+    return [r for r in records if r["stage"] not in ("", "pretrain") and lineage(r, "init_from_sha256")
+            and made.get((r["sweep"], r["variant"], r["seed"])) not in (None, lineage(r, "init_from_sha256"))]
 
 
 def device_text(summary: dict) -> str:
@@ -963,6 +979,8 @@ def report(runs_dir: str | os.PathLike, out_dir: str | os.PathLike | None = None
     if variants:
         records = select_variants(records, variants)
         unfinished = [u for u in unfinished if _matches(_variant_of(Path(u), runs_dir), variants)]
+    stale = [r["path"] for r in other_pretraining(records)]
+    records = [r for r in records if r["path"] not in stale]
     reported = sorted({r["variant"] for r in records})
     unknown = [b for b in baselines if b not in reported]
     if unknown:
@@ -985,6 +1003,10 @@ def report(runs_dir: str | os.PathLike, out_dir: str | os.PathLike | None = None
         more = f", and {len(unfinished) - 20} more" if len(unfinished) > 20 else ""
         notes.append(f"{len(unfinished)} unfinished run(s) left out (no summary.json, or stopped early): "
                      f"{shown}{more}.")
+    if stale:
+        notes.append(f"{len(stale)} transfer-stage run(s) left out, built on another pre-training than the "
+                     "one in their seed folder (run the sweep again to redo them): "
+                     + ", ".join(os.path.relpath(path, runs_dir) for path in stale) + ".")
     notes += [f"**warning**, a row mixes configs: {line}." for line in config_disagreements(records)]
     if missing:
         notes.append(f"requested metric(s) found in no run: {', '.join(missing)}.")

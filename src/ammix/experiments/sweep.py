@@ -26,7 +26,9 @@ naming the same method keeps them (merged); ``mixing: {...}`` as a whole replace
 Every run's config is validated before the first run starts (and by ``--dry-run``).
 Runs write ``RUNS/<name>/<variant>/seed<S>[/<stage>]``. A finished run (summary.json) is skipped, an
 interrupted one (last.pt) resumed, so a sweep can be stopped and started again at any point (SIGTERM
-or Ctrl-C stops its running runs with it; a run folder in use by another training is refused). A run
+or Ctrl-C stops its running runs with it; a run folder in use by another training is refused). A
+transfer stage built on another pre-training than the one in its folder now (deleted to run again)
+runs again from the start: each stage records the sha256 of the checkpoint it started from. A run
 folder made with another config (its config.yaml differs from the config the run would use now, by
 the rule ``--resume`` applies, or its summary.json records a mixer built with other options, a default
 changed since, or an L-BFGS probe fitted otherwise) is refused, never reused: give the changed sweep its
@@ -57,6 +59,7 @@ import torch
 import yaml
 
 from ammix.engine import ConfigError, apply_overrides, config_from_dict, load_config, read_yaml
+from ammix.engine.checkpoint import CheckpointError, file_sha256, load_checkpoint
 from ammix.engine.config import mixer_extras
 from ammix.engine.loop import config_changes, mixer_changes, mixer_record
 from ammix.engine.probe import FIT as PROBE_FIT
@@ -275,15 +278,33 @@ def check_reused_runs(sweep: Sweep, runs: list[Run]) -> None:
 
 
 def upstream_reruns(run: Run) -> bool:
-    """A transfer stage whose pre-training is not finished: whatever its folder holds was built on an
-    earlier pre-training (since deleted or stopped), so it is neither reused nor resumed but rerun."""
-    return run.after is not None and not is_finished(run.after.run_dir)
+    """A transfer stage not built on its pre-training as it stands: the pre-training is not finished
+    (deleted or stopped, to run again), or its checkpoint is not the one the stage started from. Such a
+    stage is neither reused nor resumed but run again from the start. Decided before any run starts:
+    once the new pre-training has finished, only the checkpoints can tell."""
+    if run.after is None:
+        return False
+    if not is_finished(run.after.run_dir):
+        return True
+    started_from = recorded_init(run.run_dir)
+    pretrained = run.after.run_dir / "last.pt"
+    return started_from is not None and pretrained.is_file() and started_from != file_sha256(pretrained)
 
 
-def train_command(config: Path, run: Run) -> list[str]:
-    """The `ammix train` command of a run: resume when it has a checkpoint (and its pre-training is the
-    one it started from), else start it."""
-    resumable = (run.run_dir / "last.pt").is_file() and not upstream_reruns(run)
+def recorded_init(run_dir: Path) -> str | None:
+    """The sha256 of the checkpoint a run's backbone started from (``model.init_from``), as its last.pt
+    records it (what a resume continues), else its summary.json; None when neither does."""
+    if (run_dir / "last.pt").is_file():
+        with contextlib.suppress(CheckpointError):
+            return load_checkpoint(run_dir / "last.pt").get("init_from_sha256")
+    summary = run_dir / "summary.json"
+    return json.loads(summary.read_text()).get("init_from_sha256") if summary.is_file() else None
+
+
+def train_command(config: Path, run: Run, fresh: bool = False) -> list[str]:
+    """The `ammix train` command of a run: resume when it has a checkpoint, unless `fresh` (its
+    pre-training ran again: see ``upstream_reruns``), else start it."""
+    resumable = (run.run_dir / "last.pt").is_file() and not fresh
     resume = ["--resume"] if resumable else ["--fresh"]
     return [sys.executable, "-m", "ammix", "train", str(config), *override_args(run.overrides),
             "--run-dir", str(run.run_dir), *resume]
@@ -358,7 +379,8 @@ def run_sweep(sweep: Sweep, runs_dir: Path, jobs: int = 1, gpus: list[str] | Non
     (`analysis.json`, see `ammix.experiments.analyze`). Returns the number of failed runs.
     """
     runs = plan_runs(sweep, runs_dir)
-    todo = [run for run in runs if not is_finished(run.run_dir) or upstream_reruns(run)]
+    rerun = {run.run_dir for run in runs if upstream_reruns(run)}
+    todo = [run for run in runs if not is_finished(run.run_dir) or run.run_dir in rerun]
     slots = list(gpus) if gpus else [None] * jobs
     print(f"sweep {sweep.name}: {len(runs)} runs, {len(runs) - len(todo)} finished, {len(todo)} to run "
           f"({len(slots)} at a time) under {runs_dir / sweep.name}", flush=True)
@@ -383,7 +405,7 @@ def run_sweep(sweep: Sweep, runs_dir: Path, jobs: int = 1, gpus: list[str] | Non
         run.run_dir.mkdir(parents=True, exist_ok=True)
         start = time.time()
         with open(run.run_dir / TRAIN_LOG, "a") as log:
-            command = train_command(sweep.config, run)
+            command = train_command(sweep.config, run, fresh=run.run_dir in rerun)
             code = processes.call(command, stdout=log, stderr=subprocess.STDOUT, env=env)
         free.append(slot)
         if processes.stopping and code != 0:
@@ -512,9 +534,9 @@ def run(args: argparse.Namespace) -> int:
         print(f"{len(slots)} runs at a time"
               + (f", CUDA_VISIBLE_DEVICES from a free slot of {','.join(slots)}" if args.gpus else ""))
         for planned in runs:
-            done = is_finished(planned.run_dir)
-            state = ("to run again (its pre-training runs again)" if done and upstream_reruns(planned)
+            done, again = is_finished(planned.run_dir), upstream_reruns(planned)
+            state = ("to run again (built on another pre-training)" if done and again
                      else "finished" if done else "to run")
-            print(f"[{state}] " + " ".join(train_command(sweep.config, planned)))
+            print(f"[{state}] " + " ".join(train_command(sweep.config, planned, fresh=again)))
         return 0
     return 1 if run_sweep(sweep, args.runs_dir, gpus=slots) else 0
