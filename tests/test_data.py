@@ -5,6 +5,7 @@ from __future__ import annotations
 import gzip
 import os
 import pickle
+import shutil
 import struct
 import tarfile
 from pathlib import Path
@@ -414,6 +415,12 @@ def test_image_folder_generic(tmp_path):
     test = D.load_dataset("image-folder", tmp_path / "pets", train=False, image_size=32, grayscale=True,
                           cache=False)
     assert test.images.shape == (4, 1, 32, 32)
+    # A test tree without one of the training classes: its labels would number other classes (the
+    # third class's images scored as the second's), so it is refused.
+    write_jpeg_tree(tmp_path / "three", per_class=1, classes=["a", "b", "c"])
+    shutil.rmtree(tmp_path / "three" / "test" / "b")
+    with pytest.raises(ValueError, match=r"test has class folders \['a', 'c'\], expected \['a', 'b', 'c'\]"):
+        D.load_dataset("image-folder", tmp_path / "three", train=False, cache=False)
 
 
 REAL_JPEG = Path("/work/shared/data/cifar10-jpeg.tar.gz")

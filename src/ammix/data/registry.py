@@ -73,8 +73,10 @@ def _image_folder(root, train, download, *, train_dir="train", test_dir="test", 
     name = name or os.path.basename(os.path.normpath(root))
     if train:
         return dataclasses.replace(stats, name=name)
+    # labels are class-folder indices: the test tree must have the training tree's folders, or its
+    # labels would name other classes
     return read_image_folder(os.path.join(root, test_dir), name=name, mean=stats.mean, std=stats.std,
-                             **common)
+                             expected_classes=stats.classes, **common)
 
 
 def mini_cifar(source: ImageDataset) -> ImageDataset:
