@@ -84,6 +84,12 @@ BAD_CONFIGS = [
     (["optim.name=adam"], "optim.name = 'adam': not allowed; allowed: sgd, adamw"),
     (["schedule.name=multistep", "schedule.milestones=[1]"], "schedule.factors = []: needs one factor"),
     (["train.stop_after_epochs=9"], "train.stop_after_epochs = 9: out of range"),
+    # settings a short run never reaches: the run would train without them under their name
+    (["schedule.name=multistep", "schedule.milestones=[160]", "schedule.factors=[0.01]"],
+     "schedule.milestones = [160.0]: a milestone at or after train.epochs (2) is never reached"),
+    (["loss.drw_epoch=160"], "loss.drw_epoch = 160: the re-weighting never starts"),
+    (["data.profile=step"], "data.profile = 'step': shapes a long tail, and there is none"),
+    (["data.imbalance_factor=200"], "imbalance_factor 200 leaves class 2 without samples"),
     (["nonsense.key=1"], "nonsense = {key: 1}: unknown key; allowed top-level keys"),
     (["optim.lr"], "must be key=value"),
     (["model.init_from=/nonexistent/run"], "model.init_from = '/nonexistent/run': no checkpoint there"),

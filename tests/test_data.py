@@ -502,8 +502,8 @@ def test_mini_cifar_lt(tmp_path):
 
 
 def test_mini_cifar_lt_default_factor(tmp_path):
-    write_fake_cifar10(tmp_path, per_batch=100)
-    assert D.load_dataset("mini-cifar-lt", tmp_path).class_counts() == D.long_tail_counts(50, 4, 100)
+    write_fake_cifar10(tmp_path, per_batch=200)  # 100 per class: the default IF 100 leaves the tail 1
+    assert D.load_dataset("mini-cifar-lt", tmp_path).class_counts() == [100, 21, 4, 1]
 
 
 # ------------------------------------------------------------------------------------- long tail
@@ -526,6 +526,15 @@ def test_long_tail_counts_pinned():
 def test_long_tail_counts_rejects_bad_factor(bad):
     with pytest.raises(ValueError, match="imbalance_factor"):
         D.long_tail_counts(100, 10, bad)
+
+
+def test_long_tail_counts_refuses_a_factor_that_empties_a_class():
+    assert D.long_tail_counts(64, 4, 64) == [64, 16, 4, 1]  # the largest factor 64 images allow
+    with pytest.raises(ValueError, match=r"^imbalance_factor 65 leaves class 3 without samples \(64 a class "
+                       r"before the long tail\): at most 64$"):
+        D.long_tail_counts(64, 4, 65)
+    with pytest.raises(ValueError, match="leaves class 2 without samples"):
+        D.long_tail_counts(64, 4, 200, "step")  # [64, 64, 0, 0]
 
 
 def test_long_tail_counts_rejects_bad_profile():

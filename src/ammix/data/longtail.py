@@ -16,7 +16,8 @@ __all__ = ["PROFILES", "long_tail_counts", "long_tailed", "per_class_subset", "s
 PROFILES = ("exp", "step")
 
 
-def _check_imbalance(imbalance_factor: float, profile: str) -> float:
+def check_imbalance(imbalance_factor: float, profile: str) -> float:
+    """``imbalance_factor`` as a float >= 1 and ``profile`` a known one, else ``ValueError``."""
     try:
         imbalance_factor = float(imbalance_factor)
     except (TypeError, ValueError):
@@ -39,19 +40,24 @@ def long_tail_counts(n_max: int, num_classes: int, imbalance_factor: float,
     - ``"step"``: the first ``C // 2`` classes keep ``n_max``, the others get ``int(n_max * (1 / IF))``
       (for odd ``C`` the middle class is in the minority half; LDAM-DRW leaves it out).
 
-    ``imbalance_factor`` is ``n_max / n_min`` (>= 1; 1 gives a balanced split); ``ValueError`` otherwise.
+    ``imbalance_factor`` is ``n_max / n_min`` (>= 1; 1 gives a balanced split); ``ValueError`` otherwise,
+    and when it exceeds ``n_max`` (the smallest class would keep no sample: the split is no longer
+    the factor it is named after).
     """
-    imbalance_factor = _check_imbalance(imbalance_factor, profile)
+    imbalance_factor = check_imbalance(imbalance_factor, profile)
     if int(n_max) != n_max or n_max < 1 or int(num_classes) != num_classes or num_classes < 1:
         raise ValueError(f"n_max and num_classes must be positive integers, got {n_max} and {num_classes}")
     n_max, num_classes = int(n_max), int(num_classes)
     ratio = 1.0 / imbalance_factor
     if profile == "exp":
-        if num_classes == 1:
-            return [n_max]
-        return [int(n_max * ratio ** (i / (num_classes - 1.0))) for i in range(num_classes)]
-    head = num_classes // 2
-    return [n_max] * head + [int(n_max * ratio)] * (num_classes - head)
+        counts = [int(n_max * ratio ** (i / max(num_classes - 1.0, 1.0))) for i in range(num_classes)]
+    else:
+        head = num_classes // 2
+        counts = [n_max] * head + [int(n_max * ratio)] * (num_classes - head)
+    if min(counts) == 0:
+        raise ValueError(f"imbalance_factor {imbalance_factor:g} leaves class {counts.index(0)} without "
+                         f"samples ({n_max} a class before the long tail): at most {n_max}")
+    return counts
 
 
 def long_tailed(dataset: ImageDataset, imbalance_factor: float, profile: str = "exp",
@@ -67,7 +73,7 @@ def long_tailed(dataset: ImageDataset, imbalance_factor: float, profile: str = "
     the step profile). Raises ``ValueError`` for ``imbalance_factor < 1``, an unknown profile, or a
     class without samples.
     """
-    imbalance_factor = _check_imbalance(imbalance_factor, profile)
+    imbalance_factor = check_imbalance(imbalance_factor, profile)
     counts = dataset.class_counts()
     if not counts or min(counts) == 0:
         empty = counts.index(0) if counts else None

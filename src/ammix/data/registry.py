@@ -8,7 +8,7 @@ import os
 
 from . import hierarchy as H
 from .dataset import ImageDataset
-from .longtail import long_tail_counts, long_tailed
+from .longtail import check_imbalance, long_tailed
 from .readers import (
     data_roots,
     read_cifar,
@@ -169,7 +169,7 @@ def load_dataset(name: str, root: str | os.PathLike | None = None, train: bool =
     builder, lt = _REGISTRY[name]
     lt_opts = {k: options.pop(k, v) for k, v in _LT_DEFAULTS.items()} if lt else {}
     if lt:  # validate before any I/O, for both splits
-        long_tail_counts(1, 1, lt_opts["imbalance_factor"], lt_opts["profile"])
+        check_imbalance(lt_opts["imbalance_factor"], lt_opts["profile"])
     ds = builder(root, train, bool(download), **options)
     if lt and train:
         ds = long_tailed(ds, lt_opts["imbalance_factor"], lt_opts["profile"], seed=lt_opts["lt_seed"])

@@ -413,6 +413,17 @@ def _check_cross(cfg: Config) -> None:
             raise ConfigError(f"schedule.milestones = {_fmt(s.milestones)}: must be increasing epochs >= 0")
         if any(f < 0 for f in s.factors):
             raise ConfigError(f"schedule.factors = {_fmt(s.factors)}: factors must be >= 0")
+        if s.milestones and s.milestones[-1] >= t.epochs and t.probe != "lbfgs":
+            raise ConfigError(  # a milestone never reached would leave the run at a rate it does not name
+                f"schedule.milestones = {_fmt(s.milestones)}: a milestone at or after train.epochs "
+                f"({t.epochs}) is never reached; allowed: epochs < {t.epochs} (scale them with the run)"
+            )
+    drw_epoch = cfg.loss.options.get("drw_epoch")
+    if isinstance(drw_epoch, (int, float)) and drw_epoch >= t.epochs:
+        raise ConfigError(  # the run would be labelled deferred re-weighting without any re-weighting
+            f"loss.drw_epoch = {drw_epoch:g}: the re-weighting never starts in a run of train.epochs = "
+            f"{t.epochs}; allowed: < {t.epochs}, or null for none"
+        )
     if len(o.betas) != 2 or not all(0.0 <= b < 1.0 for b in o.betas):
         raise ConfigError(f"optim.betas = {_fmt(o.betas)}: allowed: two numbers in [0, 1)")
     if o.nesterov and o.name == "sgd" and o.momentum <= 0:

@@ -120,6 +120,11 @@ def load_data(cfg: Config) -> tuple[D.ImageDataset, D.ImageDataset]:
     lt_variant = "imbalance_factor" in D.dataset_options(d.dataset)
     if lt_variant:
         opts.update({k: v for k, v in lt.items() if v is not None})
+    if d.profile and not lt_variant and (d.imbalance_factor or 1.0) <= 1.0:
+        raise ConfigError(  # it would train on the balanced set
+            f"data.profile = {d.profile!r}: shapes a long tail, and there is none; set "
+            f"data.imbalance_factor > 1, or remove the key"
+        )
     if d.train_per_class and lt_variant:
         raise ConfigError(
             f"data.train_per_class: not with dataset {d.dataset!r}, whose long tail comes first; use "
