@@ -91,7 +91,8 @@ def test_given_gamma_wins_over_the_run_length():
         ({"gamma": 0.9, "lam_at_total": 0.6, "total": 10}, "give gamma or lam_at_total, not both"),
         ({}, "the exp schedule needs total (training length in epochs) or gamma"),
         ({"lam_at_total": 0.6}, "the exp schedule needs total (training length in epochs) or gamma"),
-        ({"total": 10, "lam_end": 0.6}, "lam_at_total must be in (0.6, 1), got 0.51"),
+        ({"total": 10, "lam_end": 0.6},
+         "lam_end 0.6 needs lam_at_total in (0.6, 1) or gamma: the default lam_at_total (0.51) is not"),
         ({"total": 10, "schedule": "constant", "lam_at_total": 0.6}, "lam_at_total applies to the exp"),
     ],
 )

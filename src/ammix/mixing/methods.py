@@ -260,6 +260,9 @@ def _exp_gamma(gamma: float | None, lam_at_total: float | None, lam_end: float, 
         "the exp schedule needs total (training length in epochs) or gamma (decay per epoch)",
     )
     target = DEFAULT_LAM_AT_TOTAL if lam_at_total is None else lam_at_total
+    _require(lam_at_total is not None or lam_end < target,  # the user set lam_end only: say which to set
+             f"lam_end {lam_end} needs lam_at_total in ({lam_end}, 1) or gamma: the default lam_at_total "
+             f"({target}) is not above it")
     _require(lam_end < target < 1.0, f"lam_at_total must be in ({lam_end}, 1), got {target}")
     return gamma_for(target, lam_end, total)
 
