@@ -90,6 +90,7 @@ BAD_CONFIGS = [
     (["loss.drw_epoch=160"], "loss.drw_epoch = 160: the re-weighting never starts"),
     (["data.profile=step"], "data.profile = 'step': shapes a long tail, and there is none"),
     (["data.imbalance_factor=200"], "imbalance_factor 200 leaves class 2 without samples"),
+    (["data.batch_size=21"], "data.batch_size = 21: leaves a last training batch of 1 image (64 images in"),
     (["nonsense.key=1"], "nonsense = {key: 1}: unknown key; allowed top-level keys"),
     (["optim.lr"], "must be key=value"),
     (["model.init_from=/nonexistent/run"], "model.init_from = '/nonexistent/run': no checkpoint there"),

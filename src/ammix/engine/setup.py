@@ -245,7 +245,7 @@ def make_loaders(cfg: Config, train_set: D.ImageDataset, test_set: D.ImageDatase
             train_loader.set_epoch(epoch)
             return train_loader
 
-        steps_per_epoch = len(train_loader)
+        steps_per_epoch, per_rank = len(train_loader), train_loader.num_samples
     else:
 
         def batches_for(epoch: int):  # a new loader per epoch, its order seeded from (seed, epoch)
@@ -260,8 +260,14 @@ def make_loaders(cfg: Config, train_set: D.ImageDataset, test_set: D.ImageDatase
                 drop_last=d.drop_last,
             )
 
-        steps_per_epoch = len(batches_for(0))
+        steps_per_epoch, per_rank = len(batches_for(0)), len(train_set)
         test_loader = D.reference_loader(test_shard, d.eval_batch_size, train=False, augment=None)
     if steps_per_epoch == 0:
         raise ConfigError(f"data.batch_size = {d.batch_size}: larger than the training set with drop_last")
+    if not d.drop_last and per_rank % batch == 1:  # found at the end of the first epoch otherwise
+        raise ConfigError(
+            f"data.batch_size = {d.batch_size}: leaves a last training batch of 1 image ({per_rank} images "
+            f"{'a process' if info.world_size > 1 else 'in all'}), on which BatchNorm cannot train and a "
+            "mixer finds no partner; set data.drop_last=true or another batch size"
+        )
     return batches_for, test_loader, steps_per_epoch
