@@ -228,9 +228,13 @@ def test_reference_matching_rules():
                   {"loss": "ldam-drw"},
                   # a transfer stage (a probe records mixing: ce), runs that disagree (None: mixed)
                   {"stage": "probe"}, {"stage": "finetune"}, {"loss": None}, {"profile": None},
-                  {"labels": None}):
+                  {"labels": None},
+                  # trained on a subset of the training set, or runs that disagree on it
+                  {"train_per_class": 20}, {"train_per_class": None}):
         assert rep.match_reference({**row, **other}, refs) == []
     assert rep.match_reference({**row, "stage": ""}, refs) != []
+    assert rep.match_reference({**row, "train_per_class": 0}, refs) != []
+    assert rep._run_context({"data": {"train_per_class": 20}})["train_per_class"] == 20
     small_cnn = rep._other_backbone({"model": "resnet32"}, {**row, "model": "small_cnn"})
     assert small_cnn == " (published with resnet32, this row small_cnn)"
     assert rep._other_backbone({"model": "resnet32"}, {**row, "model": "resnet32"}) == ""
@@ -255,6 +259,9 @@ def test_cli_errors_and_success(runs, tmp_path, capsys):
     _write_run(only_unfinished / "s" / "ce" / "seed0")
     assert _cli([str(only_unfinished)]) == 2
     assert "(1 unfinished)" in capsys.readouterr().err
+    (tmp_path / "afile").write_text("")
+    assert _cli([str(runs), "--out", str(tmp_path / "afile")]) == 2
+    assert capsys.readouterr().err == f"ammix report: --out {tmp_path / 'afile'} is a file; give a folder\n"
     assert _cli([str(runs), "--out", str(tmp_path / "cli"), "--metrics", "last.acc"]) == 0
     captured = capsys.readouterr()
     assert "72.00 ± 2.00" in captured.out and (tmp_path / "cli" / "report.csv").is_file()
@@ -467,3 +474,18 @@ def test_a_row_whose_runs_were_made_with_other_configs_says_so(tmp_path, capsys)
     assert ("lt/ce: seed 2 was made with another config than seed 0 "
             "(device: cpu, float32 -> cpu, bfloat16)") in md
     assert "c2f" not in md.split("## Notes")[1]
+
+
+def test_a_nan_metric_counts_as_missing_in_the_row_the_pairs_and_the_csv(runs, tmp_path):
+    """nan (margin_ratio when every centroid is misclassified) turned a whole row and its pairs into nan,
+    the pair count still 3; now the row is over the runs that have a number, as for a missing value."""
+    analysis = runs / "lt" / "ce" / "seed2" / "analysis.json"
+    analysis.write_text(analysis.read_text().replace('"feature_norm": 14.0', '"feature_norm": NaN'))
+    paths = rep.report(runs, tmp_path / "out", ["analysis.feature_norm"], baselines=["ce"])
+    assert "| ce | ce | 3 | 11.00 ± 1.41 [2/3] |" in paths["markdown"].read_text()  # seeds 0, 1: 10, 12
+    with open(paths["csv"], newline="") as f:
+        ce = next(row for row in csv.DictReader(f) if row["sweep"] == "lt" and row["variant"] == "ce")
+    assert ce["analysis.feature_norm.mean"] == "11.0" and ce["fewer_runs"] == "analysis.feature_norm 2/3"
+    with open(paths["paired_csv"], newline="") as f:
+        pair = next(row for row in csv.DictReader(f) if row["metric"] == "analysis.feature_norm")
+    assert pair["pairs"] == "2"

@@ -176,7 +176,8 @@ def _flatten(obj: Any, prefix: str, out: dict[str, Any], accuracy_scale: int = 1
         return
     scale = accuracy_scale if _is_accuracy(prefix) else 1
     if isinstance(obj, (int, float)):
-        out[prefix] = obj * scale
+        if math.isfinite(obj):  # nan (e.g. margin_ratio undefined) counts as missing: [k/n], fewer pairs
+            out[prefix] = obj * scale
     elif isinstance(obj, list) and obj:
         if all(x is None or (isinstance(x, (int, float)) and not isinstance(x, bool)) for x in obj):
             out[prefix] = [math.nan if x is None else float(x) * scale for x in obj]
@@ -344,6 +345,7 @@ def _run_context(config: dict) -> dict[str, Any]:
         "method": mixing.get("method"),
         "loss": loss_label(loss.get("name", "ce"), loss.get("drw_epoch")),
         "model": model.get("name"),
+        "train_per_class": data.get("train_per_class") or 0,  # a subset of the training set
     }
 
 
@@ -387,7 +389,7 @@ def aggregate(records: Sequence[dict], metrics: Sequence[str] | None = None) -> 
         contexts = [{**_run_context(r.get("config") or {}), "device": r.get("device")} for r in recs]
         row: dict[str, Any] = {"sweep": sweep, "stage": stage, "variant": variant, "n": len(recs),
                                "seeds": [r["seed"] for r in recs], "paths": [r["path"] for r in recs]}
-        for key in CONTEXT_KEYS:
+        for key in (*CONTEXT_KEYS, "train_per_class"):
             values = {c[key] for c in contexts}
             row[key] = values.pop() if len(values) == 1 else None
         keys = metrics if metrics is not None else sorted({k for r in recs for k in r["metrics"]})
@@ -571,12 +573,15 @@ def match_reference(row: dict, references: Sequence[dict]) -> list[dict]:
     or their ``-lt`` names; never ``cifar10-jpeg``), imbalance factor, method and loss, and the same long-tail
     profile (default ``exp``) and labels (default ``fine``). None for a row of a transfer stage (the
     published numbers are of one-stage training; a probe or fine-tuning records ``mixing: ce``) or whose
-    runs disagree on the loss, profile or labels (``None`` there: no default stands in for a mix)."""
+    runs disagree on the loss, profile or labels (``None`` there: no default stands in for a mix), nor for
+    a row trained on a subset of the training set (``data.train_per_class``)."""
     dataset = _official(row.get("dataset"))
     factor = row.get("imbalance_factor")
     if dataset is None or factor is None or row.get("method") is None or row.get("stage"):
         return []
     if any(key in row and row[key] is None for key in ("loss", "profile", "labels")):
+        return []
+    if row.get("train_per_class", 0) != 0:
         return []
     out = []
     for ref in references:
@@ -800,12 +805,13 @@ def write_csv(rows: Sequence[dict], metrics: Sequence[str], path: str | os.PathL
               references: Sequence[dict] = ()) -> Path:
     """One line per group: the keys, the context, ``n``, ``seeds`` (space-separated), then per metric
     ``<metric>.mean`` and ``<metric>.std`` (accuracies in percent, full precision; the std blank below
-    2 runs), and ``published`` / ``published_source`` (percent, as in the paper)."""
+    2 runs), ``published`` / ``published_source`` (percent, as in the paper), and ``fewer_runs``: the
+    metrics whose mean is over fewer runs than ``n`` (``metric k/n``; report.md's ``[k/n]``)."""
     path = Path(path)
     header = ["sweep", "stage", "variant", *CONTEXT_KEYS, "n", "seeds"]
     for m in metrics:
         header += [f"{m}.mean", f"{m}.std"]
-    header += ["published", "published_source"]
+    header += ["published", "published_source", "fewer_runs"]
     with open(path, "w", newline="", encoding="utf-8") as f:
         writer = csv.writer(f)
         writer.writerow(header)
@@ -821,7 +827,9 @@ def write_csv(rows: Sequence[dict], metrics: Sequence[str], path: str | os.PathL
                     line += ["", ""]
             refs = match_reference(row, references)
             line += [";".join(repr(float(r["value"])) for r in refs),
-                     "; ".join(_source_text(r) + _other_backbone(r, row) for r in refs)]
+                     "; ".join(_source_text(r) + _other_backbone(r, row) for r in refs),
+                     "; ".join(f"{m} {row['count'][m]}/{row['n']}" for m in metrics
+                               if m in row["count"] and row["count"][m] < row["n"])]
             writer.writerow(line)
     return path
 
@@ -972,6 +980,8 @@ def report(runs_dir: str | os.PathLike, out_dir: str | os.PathLike | None = None
     """
     runs_dir = Path(runs_dir)
     out_dir = Path(out_dir) if out_dir is not None else runs_dir / "report"
+    if out_dir.exists() and not out_dir.is_dir():
+        raise ReportError(f"--out {out_dir} is a file; give a folder")
     records, unfinished = scan_runs(runs_dir, skip=[out_dir])
     if not records:
         extra = f" ({len(unfinished)} unfinished)" if unfinished else ""
