@@ -288,6 +288,25 @@ def test_set_for_one_stage_and_the_note_when_a_stage_or_variant_shadows_it(tmp_p
             sweep_from_args(sweep_args([str(path), "--set", word]))
 
 
+def test_a_seed_set_anywhere_but_the_seeds_is_refused(tmp_path):
+    """--set seed=5 ran a coarse_to_fine sweep's probe and fine-tuning with seed 5 on a seed-0 pre-training,
+    all under seed0/ and reported as seed 0."""
+    spec = write_sweep(tmp_path, protocol="coarse_to_fine", seeds=[0],
+                       variants={"ce": {"mixing.method": "ce"}})
+    for word in ("seed=5", "finetune:seed=5"):
+        with pytest.raises(SweepError, match=f"^--set '{word}': a sweep's seeds are set by its seeds: key or "
+                           "--seeds, and name the run folders$"):
+            sweep_from_args(sweep_args([str(spec), "--set", word]))
+    for where, fields in (("overrides", {"overrides": {"seed": 1}}), ("variant ce", {"variants": {
+            "ce": {"mixing.method": "ce", "seed": 1}}}), ("probe", {"probe": {"seed": 1}})):
+        folder = tmp_path / where.replace(" ", "-")
+        folder.mkdir()
+        bad = write_sweep(folder, protocol="coarse_to_fine", seeds=[0],
+                          **{"variants": {"ce": {"mixing.method": "ce"}}, **fields})
+        with pytest.raises(SweepError, match=f": {where} sets seed; a sweep's seeds are set by"):
+            sweep_from_args(sweep_args([str(bad)]))
+
+
 def test_analyze_command_on_a_finished_run(tmp_path, capsys):
     run_dir = tmp_path / "run"
     assert main(["analyze", str(run_dir)]) == 2

@@ -133,7 +133,17 @@ def load_sweep(path: Path, methods: list[str] | None = None, seeds: list[int] | 
         raise SweepError(f"{path}: no variants (add a `variants:` mapping or pass --methods)")
     if not sweep.config.is_file():
         raise SweepError(f"{path}: base config {sweep.config} does not exist")
+    places = {"overrides": sweep.overrides, "probe": sweep.probe, "finetune": sweep.finetune,
+              **{f"variant {name}": overrides or {} for name, overrides in sweep.variants.items()}}
+    for where, overrides in places.items():
+        if "seed" in overrides:
+            raise SweepError(f"{path}: {where} sets seed; {SEEDS_RULE}")
     return sweep
+
+
+# A run's seed is its folder's (seed<S>): set anywhere else, a folder would hold another seed's run, or
+# a coarse_to_fine pipeline stages of different seeds.
+SEEDS_RULE = "a sweep's seeds are set by its seeds: key or --seeds, and name the run folders"
 
 
 def plan_runs(sweep: Sweep, runs_dir: Path) -> list[Run]:
@@ -487,6 +497,8 @@ def set_override(sweep: Sweep, item: str) -> tuple[str, str]:
     if not sep:
         raise SweepError(f"--set expects KEY=VALUE or STAGE:KEY=VALUE, got {item!r}")
     stage, _, key = key.rpartition(":")
+    if key == "seed":
+        raise SweepError(f"--set {item!r}: {SEEDS_RULE}")
     if not stage:
         sweep.overrides[key] = yaml.safe_load(value)
         return "", key
