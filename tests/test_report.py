@@ -489,3 +489,12 @@ def test_a_nan_metric_counts_as_missing_in_the_row_the_pairs_and_the_csv(runs, t
     with open(paths["paired_csv"], newline="") as f:
         pair = next(row for row in csv.DictReader(f) if row["metric"] == "analysis.feature_norm")
     assert pair["pairs"] == "2"
+
+
+def test_a_seed_folder_holding_another_seeds_run_is_named(runs, tmp_path):
+    config = runs / "lt" / "ce" / "seed1" / "config.yaml"
+    config.write_text(config.read_text().replace("seed: 1", "seed: 7"))
+    text = rep.report(runs, tmp_path / "out")["markdown"].read_text()
+    assert (f"**warning**, a seed folder holds another seed: {runs / 'lt' / 'ce' / 'seed1'} holds a run of "
+            "seed 7, reported as seed 1.") in text
+    assert text.count("a seed folder holds another seed") == 1

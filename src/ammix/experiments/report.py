@@ -414,6 +414,14 @@ def aggregate(records: Sequence[dict], metrics: Sequence[str] | None = None) -> 
     return rows
 
 
+def seed_mismatches(records: Sequence[dict]) -> list[str]:
+    """One line per run whose config's seed is not the one its ``seed<S>`` folder names (a folder copied
+    or renamed by hand): the report pairs and averages it under the folder's seed."""
+    return [f"{r['path']} holds a run of seed {r['config']['seed']}, reported as seed {r['seed']}"
+            for r in records if r["seed"] is not None and isinstance(r.get("config"), dict)
+            and isinstance(r["config"].get("seed"), int) and r["config"]["seed"] != r["seed"]]
+
+
 def config_disagreements(records: Sequence[dict]) -> list[str]:
     """One line per run whose config differs from the first seed's of its (sweep, stage, variant) in
     more than the seed, the pre-training it starts from (``model.init_from``) and the keys a resumed
@@ -1018,6 +1026,7 @@ def report(runs_dir: str | os.PathLike, out_dir: str | os.PathLike | None = None
                      "one in their seed folder (run the sweep again to redo them): "
                      + ", ".join(os.path.relpath(path, runs_dir) for path in stale) + ".")
     notes += [f"**warning**, a row mixes configs: {line}." for line in config_disagreements(records)]
+    notes += [f"**warning**, a seed folder holds another seed: {line}." for line in seed_mismatches(records)]
     if missing:
         notes.append(f"requested metric(s) found in no run: {', '.join(missing)}.")
     unfinished_fits = [r for r in records if r["metrics"].get("probe.grad_max", 0.0) > GRAD_TOLERANCE]
