@@ -454,12 +454,20 @@ def test_toy_seeds_run_apart_and_the_table_averages_them(tmp_path, capsys):
     assert [r["seed"] for r in run_toy(spec, tmp_path, TINY, seeds=[1])] == [1]
     assert [r["seed"] for r in json.loads((tmp_path / "toy.json").read_text())] == [0, 1]
     assert f"| balanced | ce | 2 | {mean:.1f} ± {std:.1f} |" in (tmp_path / "toy.md").read_text()
+    # An earlier row whose run folder is gone (deleted to run it again) cannot be checked: left out.
+    seed0 = tmp_path / "balanced" / "ce" / "seed0"
+    seed0.rename(tmp_path / "aside")
+    run_toy(spec, tmp_path, TINY, seeds=[1])
+    assert [r["seed"] for r in json.loads((tmp_path / "toy.json").read_text())] == [1]
+    assert "or whose folder is gone: balanced/ce/0" in capsys.readouterr().out
+    (tmp_path / "aside").rename(seed0)
+    run_toy(spec, tmp_path, TINY)
     # A call with another config on a new seed: the earlier rows are another experiment, left out.
     capsys.readouterr()
     run_toy(spec, tmp_path, [*TINY, "optim.lr=0.5"], seeds=[2])
     assert [r["seed"] for r in json.loads((tmp_path / "toy.json").read_text())] == [2]
-    assert ("the table leaves out 2 earlier run(s) made with another config: balanced/ce/0, balanced/ce/1"
-            in capsys.readouterr().out)
+    assert ("the table leaves out 2 earlier run(s) made with another config, or whose folder is gone: "
+            "balanced/ce/0, balanced/ce/1" in capsys.readouterr().out)
     with pytest.raises(toy.ToyError) as err:
         run_toy(spec, tmp_path, [*TINY, "optim.lr=0.5"])
     assert str(err.value) == (

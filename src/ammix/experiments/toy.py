@@ -138,11 +138,13 @@ def run_toy(spec: dict, out_dir: str | Path, overrides: list[str] | None = None,
     def every_config() -> dict:  # built only when earlier rows are there to check
         return toy_configs(spec, overrides, quick)
 
-    def made_as_now(row: dict) -> bool:  # an earlier row's run, made with this call's config
+    def made_as_now(row: dict) -> bool:  # an earlier row's run, still there, made with this call's config
         config = every_config().get(row["setting"], {}).get(row["method"])
         folder = out_dir / row["setting"] / row["method"]
         if (folder / f"seed{row['seed']}").is_dir():
             folder = folder / f"seed{row['seed']}"
+        if not (folder / "config.yaml").is_file():
+            return False  # deleted (to run it again, perhaps with another config): nothing to check
         return config is None or other_config([(folder, dict(config, seed=row["seed"]))]) is None
 
     table = with_earlier_rows(rows, out_dir / "toy.json", spec, made_as_now)
@@ -158,8 +160,8 @@ def with_earlier_rows(rows: list[dict], path: Path, spec: dict,
     """``rows`` and, from ``path`` (an earlier call's toy.json), the rows of the runs this call did not
     run, so that a call on some settings, methods or seeds keeps the others in the table; in the
     order of the toy file (settings, then variants, then seeds). An earlier row whose run was made
-    with another config than this call's (``made_as_now`` false: a --quick call, other overrides) is
-    left out, with a note: one table, one experiment."""
+    with another config than this call's, or whose run folder is gone (``made_as_now`` false: a --quick
+    call, other overrides, a folder deleted) is left out, with a note: one table, one experiment."""
     def run_key(row: dict) -> tuple:
         return row["setting"], row["method"], row["seed"]
 
@@ -168,8 +170,8 @@ def with_earlier_rows(rows: list[dict], path: Path, spec: dict,
     other = [r for r in earlier if not made_as_now(r)]
     if other:
         names = ", ".join("/".join(map(str, run_key(r))) for r in other)
-        print(f"[toy] the table leaves out {len(other)} earlier run(s) made with another config: {names}",
-              flush=True)
+        print(f"[toy] the table leaves out {len(other)} earlier run(s) made with another config, or whose "
+              f"folder is gone: {names}", flush=True)
     merged = [r for r in earlier if r not in other] + rows
     settings, variants = list(spec["settings"]), list(spec["variants"])
 
