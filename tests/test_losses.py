@@ -21,7 +21,7 @@ from ammix.losses import (
     loss_label,
     weighted_soft_cross_entropy,
 )
-from ammix.mixing import MIXERS, build_mixer, mixed_forward, soft_cross_entropy
+from ammix.mixing import MIXERS, build_mixer, mixed_forward, one_hot, soft_cross_entropy
 from ammix.models import build_model
 
 LN2 = math.log(2.0)
@@ -209,3 +209,14 @@ def test_to_moves_every_constant_tensor_of_the_loss():
         assert loss_fn.to("meta") is loss_fn
         tensors = [v for v in vars(loss_fn).values() if isinstance(v, torch.Tensor)]
         assert tensors and all(t.device.type == "meta" for t in tensors)
+
+
+def test_class_indices_for_targets_are_refused_not_broadcast():
+    """Integer labels of a batch of C samples broadcast against (C, C) logits: a wrong loss, no error."""
+    logits, labels = torch.randn(4, 4), torch.tensor([0, 1, 2, 3])
+    message = r"^targets of shape \(4,\) for logits \(4, 4\): expected probabilities of the logits' shape"
+    for loss_fn in (soft_cross_entropy, SoftCrossEntropy([9, 5, 3, 1], drw_epoch=0), LDAMLoss([9, 5, 3, 1]),
+                    BalancedSoftmaxLoss([9, 5, 3, 1])):
+        with pytest.raises(ValueError, match=message):
+            loss_fn(logits, labels) if loss_fn is soft_cross_entropy else loss_fn(logits, labels, epoch=1.0)
+    assert torch.isfinite(soft_cross_entropy(logits, one_hot(labels, 4)))

@@ -26,7 +26,7 @@ import inspect
 import torch
 import torch.nn.functional as F
 
-from ammix.mixing.functional import smooth_targets, soft_cross_entropy
+from ammix.mixing.functional import check_targets, smooth_targets, soft_cross_entropy
 
 
 def _positive_counts(class_counts, what: str) -> torch.Tensor:
@@ -65,6 +65,7 @@ def weighted_soft_cross_entropy(
     plain mean soft cross-entropy (``ammix.mixing.soft_cross_entropy``)."""
     if class_weights is None:
         return soft_cross_entropy(logits, targets, label_smoothing)
+    check_targets(logits, targets)
     targets = smooth_targets(targets.float(), label_smoothing) * class_weights.to(targets.device)
     return -(targets * F.log_softmax(logits.float(), dim=1)).sum() / targets.sum()
 
@@ -111,6 +112,7 @@ class SoftCrossEntropy:
         return logits
 
     def __call__(self, logits: torch.Tensor, targets: torch.Tensor, epoch: float) -> torch.Tensor:
+        check_targets(logits, targets)  # before a margin or prior broadcasts against class indices
         return weighted_soft_cross_entropy(
             self.adjust_logits(logits.float(), targets.float()),
             targets,

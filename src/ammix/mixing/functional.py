@@ -27,8 +27,17 @@ def soft_cross_entropy(
     only here, after any mixing: mixing is linear in the targets, so smoothing the mixed target equals
     mixing smoothed labels, and no method has to smooth on its own. The loss is computed in float32.
     """
+    check_targets(logits, targets)
     targets = smooth_targets(targets.float(), label_smoothing)
     return -(targets * F.log_softmax(logits.float(), dim=1)).sum() / targets.sum()
+
+
+def check_targets(logits: torch.Tensor, targets: torch.Tensor) -> None:
+    """``ValueError`` unless ``targets`` has the logits' shape (B, C): class indices (B,) would broadcast
+    against the logits when B == C and give a wrong loss without an error."""
+    if targets.shape != logits.shape:
+        raise ValueError(f"targets of shape {tuple(targets.shape)} for logits {tuple(logits.shape)}: "
+                         "expected probabilities of the logits' shape (class indices: one_hot(labels, C))")
 
 
 def smooth_targets(targets: torch.Tensor, label_smoothing: float) -> torch.Tensor:
