@@ -94,6 +94,7 @@ def test_given_gamma_wins_over_the_run_length():
         ({"total": 10, "lam_end": 0.6},
          "lam_end 0.6 needs lam_at_total in (0.6, 1) or gamma: the default lam_at_total (0.51) is not"),
         ({"total": 10, "schedule": "constant", "lam_at_total": 0.6}, "lam_at_total applies to the exp"),
+        ({"total": 10, "schedule": "linear", "gamma": 0.5}, "gamma applies to the exp schedule only"),
     ],
 )
 def test_schedule_default_rule_errors(options, fragment):

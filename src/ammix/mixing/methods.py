@@ -335,6 +335,7 @@ class AsymptoticMidpointMixup(_Mixer):
             gamma = _exp_gamma(gamma, lam_at_total, lam_end, total)
         else:
             _require(lam_at_total is None, "lam_at_total applies to the exp schedule only")
+            _require(gamma is None, f"gamma applies to the exp schedule only ({schedule!r} ignores it)")
         _require(granularity in self.GRANULARITIES, f"granularity must be step or epoch, got {granularity!r}")
         _require(pairing in self.PAIRINGS, f"pairing must be redraw or drop, got {pairing!r}")
         _require(label in self.LABELS, f"label must be single or soft, got {label!r}")
