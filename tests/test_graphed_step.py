@@ -131,6 +131,8 @@ def test_mix_of_device_form_draws_equals_the_eager_call(method):
 def test_on_device_refills_am_mixup_ratio_and_pins_the_site():
     mixer = mixer_for("am_mixup")
     wrapped = OnDevice(mixer, torch.device("cpu"))
+    with pytest.raises(RuntimeError, match=r"call set_step\(epoch, num_stages\) before each step"):
+        wrapped.choose_stage(3)  # it would mix at the input with lam 1: plain cross-entropy
     assert wrapped.set_step(2.25, num_stages=3) == 3 and wrapped.choose_stage(3) == 3
     assert wrapped.lam.item() == mixer.lam(2.25)
     OnDevice(mixer_for("am_mixup", pairing="drop"), torch.device("cpu"))  # at the feature: capturable

@@ -15,7 +15,8 @@ import torch
 
 class OnDevice:
     """Wraps a mixer: ``set_step(epoch, num_stages)`` on the host before each step, then use it as the
-    mixer (``mixed_forward(model, x, y, on_device)``)."""
+    mixer (``mixed_forward(model, x, y, on_device, epoch)``). Its call ignores ``epoch``: a replayed
+    graph runs no Python, so the step's ratio and site are those ``set_step`` set."""
 
     def __init__(self, mixer, device: torch.device):
         if not mixer.capturable:
@@ -24,7 +25,7 @@ class OnDevice:
         self.mixer = mixer
         self.clean_weight = mixer.clean_weight
         self.lam = torch.ones((), dtype=torch.float64, device=device)  # AM-mixup's ratio of this step
-        self.site = 0
+        self.site: int | None = None  # set by set_step
 
     def set_step(self, epoch: float, num_stages: int) -> int:
         """Refill the scheduled ratio, draw the stage to act at (host); returns that stage."""
@@ -34,6 +35,8 @@ class OnDevice:
         return self.site
 
     def choose_stage(self, num_stages: int) -> int:
+        if self.site is None:  # else lam 1 at the input: plain cross-entropy without a word
+            raise RuntimeError("OnDevice: call set_step(epoch, num_stages) before each step")
         return self.site
 
     def __call__(self, x, labels, epoch: float = 0.0):
