@@ -394,7 +394,10 @@ class AsymptoticMidpointMixup(_Mixer):
         """The fixed-size form, what a CUDA graph replays. `redraw`: each sample with its drawn
         other-class partner (-1: none). `drop`: `partners` is a permutation, and a same-class pair keeps
         its row with no target mass, out of the loss (``soft_cross_entropy`` averages over target mass):
-        the loss and its gradient are those of the shrunken batch of ``__call__``."""
+        the loss and its gradient are those of the shrunken batch of ``__call__``. Only with a loss that
+        averages over target mass (``soft_cross_entropy``, ``ammix.losses``): ``F.cross_entropy``
+        averages over rows, so it would halve the loss of a half-dropped batch, and its label smoothing
+        would put the dropped rows back in."""
         targets = self._one_hot(labels, x)
         in_loss = None
         if self.pairing == "drop":
