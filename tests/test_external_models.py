@@ -118,6 +118,11 @@ def test_timm_classifier_is_owned_by_the_head_only(timm):
     with pytest.raises(ValueError, match="in_channels=1, but this model's first convolution takes 3"):
         from_timm(timm.create_model("test_resnet"), num_classes=3, in_channels=1)
     assert from_timm(timm.create_model("test_resnet", in_chans=1), 3, in_channels=1).feature_dim > 0
+    # built headless (num_classes=0, a common way to get features): num_classes gives it a head
+    headless = timm.create_model("test_resnet", num_classes=0)
+    with pytest.raises(ValueError, match=r"is Identity, not an nn.Linear \(built with num_classes=0\? give"):
+        from_timm(headless)
+    assert from_timm(headless, num_classes=3)(torch.randn(2, 3, 32, 32)).shape == (2, 3)
 
 
 @pytest.mark.parametrize("method", sorted(MIXERS))

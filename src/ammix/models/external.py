@@ -66,14 +66,16 @@ def from_timm(
         )
     else:
         net = name_or_model
-        if num_classes is not None and net.get_classifier().out_features != num_classes:
+        # a model built headless (num_classes=0) has an nn.Identity there, without out_features
+        if num_classes is not None and getattr(net.get_classifier(), "out_features", None) != num_classes:
             net.reset_classifier(num_classes)
         if in_channels != 3:  # the default says nothing about a model built elsewhere
             _check_in_channels(net, in_channels, "build it with timm.create_model(..., in_chans=N)")
     head = net.get_classifier()
     if not isinstance(head, nn.Linear):
+        headless = " (built with num_classes=0? give num_classes)" if isinstance(head, nn.Identity) else ""
         raise ValueError(
-            f"the classifier of this timm model is {type(head).__name__}, not an nn.Linear; "
+            f"the classifier of this timm model is {type(head).__name__}, not an nn.Linear{headless}; "
             f"split it yourself and use from_encoder_head"
         )
     net.reset_classifier(0)  # the head lives in StagedModel.head only (freezing the stages leaves it)
