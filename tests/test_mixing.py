@@ -2,6 +2,7 @@
 
 import math
 import re
+import warnings
 
 import pytest
 import torch
@@ -351,7 +352,8 @@ def test_remix_targets_follow_the_rule():
 
 def test_manifold_mixup_draws_every_eligible_layer():
     mm = ManifoldMixup(4, layers=(0, 1, 2, 7), generator=gen())
-    drawn = {mm.choose_stage(3) for _ in range(200)}
+    with pytest.warns(UserWarning, match=r"layers \[7\] are beyond"):
+        drawn = {mm.choose_stage(3) for _ in range(200)}
     assert drawn == {0, 1, 2}  # 7 is beyond a 3-stage model
 
 
@@ -465,3 +467,14 @@ def test_build_mixer_errors_and_names():
     with pytest.raises(ValueError, match="unknown option.*gama.*known: gamma"):
         build_mixer("am_mixup", 3, gama=0.9)
     assert math.isclose(build_mixer("am_mixup", 3, gamma=0.9).lam(1), 0.95)
+
+
+def test_manifold_mixup_warns_once_when_layers_are_beyond_the_model():
+    """On a wrapped timm / torchvision model (one stage) manifold mixup can only mix the input."""
+    mixer = ManifoldMixup(4)
+    with pytest.warns(UserWarning, match=r"layers \[1, 2\] are beyond .* at \[0\] only: input mixup"):
+        assert mixer.choose_stage(1) == 0
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert mixer.choose_stage(1) == 0  # once
+        assert ManifoldMixup(4).choose_stage(3) in (0, 1, 2)  # every layer below 3 stages: no warning

@@ -15,6 +15,8 @@ takes either kind, so the arithmetic has one implementation.
 
 from __future__ import annotations
 
+import warnings
+
 import torch
 
 from .functional import (
@@ -129,7 +131,8 @@ class ManifoldMixup(Mixup):
 
     The layer is drawn uniformly from `layers` (0 = the input, k = after stage k); the paper's
     PreAct ResNet-18 setting is {0, 1, 2} with alpha = 2. Layers beyond the model's last hidden
-    stage are ignored.
+    stage are left out, with a warning (once): on a wrapped timm or torchvision model, one stage, that
+    leaves the input alone, so manifold mixup is input mixup there.
     """
 
     site = "hidden"
@@ -145,6 +148,7 @@ class ManifoldMixup(Mixup):
         layers = tuple(int(k) for k in layers)
         _require(len(layers) > 0 and min(layers) >= 0, f"layers must be non-negative ints, got {layers}")
         self.layers = layers
+        self._warned = False
 
     def check_stages(self, num_stages: int) -> None:
         _require(min(self.layers) < num_stages,
@@ -153,6 +157,11 @@ class ManifoldMixup(Mixup):
     def choose_stage(self, num_stages: int) -> int:
         self.check_stages(num_stages)
         eligible = [k for k in self.layers if k < num_stages]
+        if len(eligible) < len(self.layers) and not self._warned:
+            self._warned = True
+            warnings.warn(f"manifold mixup: layers {[k for k in self.layers if k >= num_stages]} are beyond "
+                          f"the model's hidden stages ({num_stages} stages); it mixes at {eligible} only"
+                          + (": input mixup" if eligible == [0] else ""), stacklevel=2)
         return eligible[int(torch.randint(len(eligible), (1,), generator=self.generator).item())]
 
 
