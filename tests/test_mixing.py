@@ -478,3 +478,16 @@ def test_manifold_mixup_warns_once_when_layers_are_beyond_the_model():
         warnings.simplefilter("error")
         assert mixer.choose_stage(1) == 0  # once
         assert ManifoldMixup(4).choose_stage(3) in (0, 1, 2)  # every layer below 3 stages: no warning
+
+
+def test_am_mixup_warns_once_when_the_epoch_looks_like_a_step_count():
+    am = AsymptoticMidpointMixup(4, total=200)
+    assert am.lam(400) == pytest.approx(0.5001, abs=2e-4)  # allowed, and past 2 x total: the midpoint
+    with pytest.warns(UserWarning, match=r"epoch 401 is more than twice total 200; both are in epochs"):
+        am.lam(401)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        am.lam(5000)  # once
+        AsymptoticMidpointMixup(4, total=200).lam(200)
+    # the once-flag is state, not an option: no run records it (a sweep would see another mixer)
+    assert "_warned" not in am.settings() and "_warned" not in repr(am)

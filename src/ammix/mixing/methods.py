@@ -60,7 +60,8 @@ class _Mixer:
         """The mixer's configuration as built, defaults and derived values included (AM-mixup's gamma
         from its run length): what a run folder records, so it says what ran whatever the defaults of
         a later version."""
-        return {k: v for k, v in vars(self).items() if isinstance(v, (bool, int, float, str))}
+        return {k: v for k, v in vars(self).items()
+                if isinstance(v, (bool, int, float, str)) and not k.startswith("_")}  # _: state, not options
 
     def check_stages(self, num_stages: int) -> None:
         """ValueError when the site is not in a model of ``num_stages`` stages (the input and the final
@@ -91,7 +92,8 @@ class _Mixer:
         return one_hot(labels, self.num_classes, dtype)
 
     def __repr__(self) -> str:
-        options = ", ".join(f"{k}={v!r}" for k, v in vars(self).items() if k != "generator")
+        options = ", ".join(f"{k}={v!r}" for k, v in vars(self).items()
+                            if k != "generator" and not k.startswith("_"))
         return f"{type(self).__name__}({options})"
 
 
@@ -358,9 +360,15 @@ class AsymptoticMidpointMixup(_Mixer):
         self.clean_weight, self.detach_partner = float(clean_weight), bool(detach_partner)
         self.stage = site
         self.site = site if isinstance(site, str) else "hidden"
+        self._warned = False
 
     def lam(self, epoch: float) -> float:
         """The interpolation ratio used at (fractional) epoch `epoch`."""
+        if self.total is not None and epoch > 2 * self.total and not self._warned:
+            self._warned = True  # a step count given as the epoch: at the midpoint from the first epochs
+            warnings.warn(f"AM-mixup: epoch {epoch:g} is more than twice total {self.total:g}; both are in "
+                          "epochs (fractional: epoch + step / steps_per_epoch), not optimizer steps",
+                          stacklevel=2)
         t = float(int(epoch)) if self.granularity == "epoch" else float(epoch)
         return midpoint_ratio(t, self.schedule, self.gamma, self.lam_end, self.total)
 
