@@ -16,6 +16,8 @@ from common import SMOKE, tiny
 from torch import nn
 
 from ammix.engine import read_metrics, train_step, wrap_ddp
+from ammix.engine.distributed import mean_over_ranks
+from ammix.losses import SoftCrossEntropy
 from ammix.mixing import build_mixer
 from ammix.models import StagedModel
 
@@ -90,14 +92,24 @@ def _data() -> tuple[torch.Tensor, torch.Tensor]:
     return x, y
 
 
-def _steps(model: nn.Module, wrapped: nn.Module, x: torch.Tensor, y: torch.Tensor) -> None:
+def _loss(kind: str) -> SoftCrossEntropy:
+    """Plain cross-entropy, or class-balanced weights (DRW from the start): with weights a rank's target
+    mass depends on the classes it drew, so each rank divides by the ranks' mean mass (as the engine
+    sets it under torchrun), not its own."""
+    loss_fn = SoftCrossEntropy() if kind == "ce" else SoftCrossEntropy([40, 20, 8], drw_epoch=0)
+    loss_fn.mass_of = mean_over_ranks
+    return loss_fn
+
+
+def _steps(model: nn.Module, wrapped: nn.Module, x: torch.Tensor, y: torch.Tensor, loss: str) -> None:
     mixer = build_mixer("ce", NUM_CLASSES)
     opt = torch.optim.SGD(model.parameters(), lr=0.5, momentum=0.9, weight_decay=1e-3, nesterov=True)
     for s in range(STEPS):
-        train_step(wrapped, mixer, opt, x[s], y[s], epoch=float(s), num_classes=NUM_CLASSES)
+        train_step(wrapped, mixer, opt, x[s], y[s], epoch=float(s), num_classes=NUM_CLASSES,
+                   loss_fn=_loss(loss))
 
 
-def _ddp_worker(rank: int, world: int, init_file: str, out: str) -> None:
+def _ddp_worker(rank: int, world: int, init_file: str, out: str, loss: str) -> None:
     dist.init_process_group("gloo", init_method=f"file://{init_file}", rank=rank, world_size=world)
     try:
         x, y = _data()
@@ -106,21 +118,22 @@ def _ddp_worker(rank: int, world: int, init_file: str, out: str) -> None:
         model = _mlp()
         wrapped = wrap_ddp(model, torch.device("cpu"))
         assert isinstance(wrapped, nn.parallel.DistributedDataParallel)
-        _steps(model, wrapped, x[:, shard], y[:, shard])
+        _steps(model, wrapped, x[:, shard], y[:, shard], loss)
         torch.save(model.state_dict(), f"{out}.rank{rank}")
     finally:
         dist.destroy_process_group()
 
 
 @pytest.mark.slow
-def test_ddp_step_equals_single_process_step_on_the_global_batch(tmp_path):
+@pytest.mark.parametrize("loss", ["ce", "class-weighted"])
+def test_ddp_step_equals_single_process_step_on_the_global_batch(tmp_path, loss):
     out = str(tmp_path / "ddp")
-    mp.spawn(_ddp_worker, args=(2, str(tmp_path / "store"), out), nprocs=2, join=True)
+    mp.spawn(_ddp_worker, args=(2, str(tmp_path / "store"), out, loss), nprocs=2, join=True)
 
     x, y = _data()
     single = _mlp()
     assert wrap_ddp(single, torch.device("cpu")) is single  # no process group: no wrapper
-    _steps(single, single, x, y)
+    _steps(single, single, x, y, loss)
 
     start = _mlp().state_dict()
     for rank in range(2):

@@ -22,11 +22,11 @@ Label smoothing is applied to the targets once, inside the cross-entropy (as
 from __future__ import annotations
 
 import inspect
+from collections.abc import Callable
 
 import torch
-import torch.nn.functional as F
 
-from ammix.mixing.functional import check_targets, smooth_targets, soft_cross_entropy
+from ammix.mixing.functional import check_targets, soft_cross_entropy
 
 
 def _positive_counts(class_counts, what: str) -> torch.Tensor:
@@ -60,14 +60,11 @@ def weighted_soft_cross_entropy(
     targets: torch.Tensor,
     class_weights: torch.Tensor | None = None,
     label_smoothing: float = 0.0,
+    mass_of: Callable[[torch.Tensor], torch.Tensor] | None = None,
 ) -> torch.Tensor:
     """``sum_ic w_c t_ic (-log softmax(logits)_ic) / sum_ic w_c t_ic`` in float32; without weights, the
-    plain mean soft cross-entropy (``ammix.mixing.soft_cross_entropy``)."""
-    if class_weights is None:
-        return soft_cross_entropy(logits, targets, label_smoothing)
-    check_targets(logits, targets)
-    targets = smooth_targets(targets.float(), label_smoothing) * class_weights.to(targets.device)
-    return -(targets * F.log_softmax(logits.float(), dim=1)).sum() / targets.sum()
+    plain mean soft cross-entropy (see ``ammix.mixing.soft_cross_entropy``, also for ``mass_of``)."""
+    return soft_cross_entropy(logits, targets, label_smoothing, class_weights=class_weights, mass_of=mass_of)
 
 
 class SoftCrossEntropy:
@@ -92,6 +89,7 @@ class SoftCrossEntropy:
         if not 0.0 <= beta < 1.0:
             raise ValueError(f"beta must be in [0, 1), got {beta}")
         self.drw_epoch, self.beta, self.label_smoothing = drw_epoch, float(beta), float(label_smoothing)
+        self.mass_of = None  # the engine's mean over ranks under torchrun (weighted_soft_cross_entropy)
         self.balanced_weights = None if drw_epoch is None else class_balanced_weights(class_counts, beta)
 
     def to(self, device: torch.device | str) -> SoftCrossEntropy:
@@ -118,6 +116,7 @@ class SoftCrossEntropy:
             targets,
             self.class_weights(epoch),
             self.label_smoothing,
+            self.mass_of,
         )
 
     def __repr__(self) -> str:

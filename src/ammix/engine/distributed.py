@@ -74,6 +74,13 @@ def all_reduce_sum(t: torch.Tensor) -> torch.Tensor:
     return t
 
 
+def mean_over_ranks(t: torch.Tensor) -> torch.Tensor:
+    """The mean of ``t`` over ranks, a new tensor outside autograd (``t`` itself in a single process)."""
+    if not is_distributed():
+        return t
+    return all_reduce_sum(t.detach().clone()) / dist.get_world_size()
+
+
 def broadcast_object(obj, src: int = 0):
     """``obj`` of rank ``src`` on every rank (itself in a single process)."""
     if not is_distributed():

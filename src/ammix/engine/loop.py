@@ -40,7 +40,15 @@ from .checkpoint import (
     set_rng_states,
 )
 from .config import Config, ConfigError, as_config, component_error, config_from_dict, mixer_extras, read_yaml
-from .distributed import DistInfo, all_reduce_sum, barrier, cleanup_distributed, dist_env, init_distributed
+from .distributed import (
+    DistInfo,
+    all_reduce_sum,
+    barrier,
+    cleanup_distributed,
+    dist_env,
+    init_distributed,
+    mean_over_ranks,
+)
 from .evaluate import accuracy_metrics, class_counts_correct
 from .graphed_step import CapturedStep, check_cuda_graph, graph_autocast, use_cuda_graph
 from .probe import FIT as PROBE_FIT
@@ -384,6 +392,8 @@ def _set_up(cfg: Config, run_dir: Path, info: DistInfo, device: torch.device, am
         raise component_error("mixing", "method", cfg.mixing.method, cfg.mixing.options, exc) from None
 
     loss_fn = make_loss(cfg, train_counts, device)
+    if info.enabled:  # normalise by the global batch's target mass, not each rank's
+        loss_fn.mass_of = mean_over_ranks
 
     batches_for, test_loader, steps_per_epoch = make_loaders(cfg, train_set, test_set, info, device)
     return Trainer(

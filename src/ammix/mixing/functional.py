@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import numpy as np
 import torch
 import torch.nn.functional as F
@@ -17,7 +19,12 @@ def one_hot(labels: torch.Tensor, num_classes: int, dtype: torch.dtype = torch.f
 
 
 def soft_cross_entropy(
-    logits: torch.Tensor, targets: torch.Tensor, label_smoothing: float = 0.0
+    logits: torch.Tensor,
+    targets: torch.Tensor,
+    label_smoothing: float = 0.0,
+    *,
+    class_weights: torch.Tensor | None = None,
+    mass_of: Callable[[torch.Tensor], torch.Tensor] | None = None,
 ) -> torch.Tensor:
     """Mean over the batch of -sum_c targets_c * log_softmax(logits)_c.
 
@@ -26,10 +33,17 @@ def soft_cross_entropy(
     AM-mixup's drop pairing at a fixed batch size, capturable). Label smoothing is applied here and
     only here, after any mixing: mixing is linear in the targets, so smoothing the mixed target equals
     mixing smoothed labels, and no method has to smooth on its own. The loss is computed in float32.
+    `class_weights` (C,) weight each class's target mass (``sum w_c t_ic l_ic / sum w_c t_ic``).
+    `mass_of` maps this batch's target mass to the one divided by: under torchrun its mean over the
+    ranks, so that the ranks' averaged gradients are those of the global batch (a rank's own mass
+    differs with the classes it drew once weights or dropped rows make rows count unequally).
     """
     check_targets(logits, targets)
     targets = smooth_targets(targets.float(), label_smoothing)
-    return -(targets * F.log_softmax(logits.float(), dim=1)).sum() / targets.sum()
+    if class_weights is not None:
+        targets = targets * class_weights.to(targets.device)
+    mass = targets.sum() if mass_of is None else mass_of(targets.sum())
+    return -(targets * F.log_softmax(logits.float(), dim=1)).sum() / mass
 
 
 def check_targets(logits: torch.Tensor, targets: torch.Tensor) -> None:
