@@ -59,6 +59,17 @@ def test_torchrun_two_ranks_writes_one_run_folder(tmp_path):
     per_class = summary["last"]["per_class_acc"]
     assert len(per_class) == 4 and all(a is not None for a in per_class)
     assert proc.stdout.count("epoch 1/2") == 1  # only rank 0 logs
+    # A resume in another number of processes is refused: its per-rank batches, pairings and random
+    # streams differ, so it would not end as the uninterrupted run.
+    stopped = tmp_path / "stopped"
+    assert torchrun("train", str(SMOKE), *TINY, "train.stop_after_epochs=1", "--run-dir", str(stopped)
+                    ).returncode == 0
+    resume = [sys.executable, "-m", "ammix", "train", str(SMOKE), *TINY, "--run-dir", str(stopped),
+              "--resume"]
+    proc = subprocess.run(resume, capture_output=True, text=True, timeout=180)
+    assert proc.returncode == 2 and proc.stderr.strip().endswith(
+        "was started with another config (2 process(es), now 1); use the same config, or start again with "
+        "--fresh")
 
 
 @pytest.mark.slow

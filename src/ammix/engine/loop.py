@@ -427,6 +427,9 @@ def _resume(t: Trainer) -> None:
     # Through the schema first, so sections added since (their defaults) are no change.
     changes = config_changes(config_from_dict(ckpt.get("config", {})).to_dict(), t.cfg.to_dict())
     changes = changes or mixer_changes(ckpt.get("mixer", {}), mixer_record(t.cfg.mixing.method, t.mixer))
+    ranks = ckpt.get("world_size", t.info.world_size)  # per-rank batches, pairings, random streams
+    if not changes and ranks != t.info.world_size:
+        changes = [f"{ranks} process(es), now {t.info.world_size}"]
     if changes:
         raise ConfigError(
             f"--resume: {t.run_dir} was started with another config ({'; '.join(changes)}); "
@@ -721,6 +724,7 @@ def _save(t: Trainer, epoch: int, lr: float, t_start: float) -> None:
                 "mixer": mixer_record(t.cfg.mixing.method, t.mixer),
                 "wall_time_s": t.wall_before + time.time() - t_start,
                 "init_from_sha256": t.init_from_sha256,
+                "world_size": t.info.world_size,
             },
         )
     t.checkpoint_epoch = epoch + 1

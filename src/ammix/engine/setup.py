@@ -33,6 +33,9 @@ def resolve_device(name: str, info: DistInfo) -> torch.device:
     if name.startswith("cuda"):
         if not torch.cuda.is_available():
             raise ConfigError(f"train.device = {name!r}: CUDA is not available here; allowed here: auto, cpu")
+        if ":" in name and info.enabled:  # every rank on that one GPU: NCCL fails deep inside
+            raise ConfigError(f"train.device = {name!r}: under torchrun each rank takes GPU LOCAL_RANK; "
+                              "allowed: cuda, auto (choose GPUs with CUDA_VISIBLE_DEVICES)")
         index = int(name.split(":")[1]) if ":" in name else info.local_rank if info.enabled else 0
         if index >= torch.cuda.device_count():
             raise ConfigError(f"train.device = {name!r}: no such GPU; {torch.cuda.device_count()} visible")
