@@ -100,6 +100,11 @@ class Sweep:
     transfer_stages: tuple[str, ...] = TRANSFER_STAGES  # coarse_to_fine: the stages after pre-training
 
 
+# A run's seed is its folder's (seed<S>): set anywhere else, a folder would hold another seed's run, or
+# a coarse_to_fine pipeline stages of different seeds.
+SEEDS_RULE = "a sweep's seeds are set by its seeds: key or --seeds, and name the run folders"
+
+
 def load_sweep(path: Path, methods: list[str] | None = None, seeds: list[int] | None = None) -> Sweep:
     """A Sweep from a sweep file, or from a plain training config plus `methods`."""
     try:
@@ -139,11 +144,6 @@ def load_sweep(path: Path, methods: list[str] | None = None, seeds: list[int] | 
         if "seed" in overrides:
             raise SweepError(f"{path}: {where} sets seed; {SEEDS_RULE}")
     return sweep
-
-
-# A run's seed is its folder's (seed<S>): set anywhere else, a folder would hold another seed's run, or
-# a coarse_to_fine pipeline stages of different seeds.
-SEEDS_RULE = "a sweep's seeds are set by its seeds: key or --seeds, and name the run folders"
 
 
 def plan_runs(sweep: Sweep, runs_dir: Path) -> list[Run]:
