@@ -56,11 +56,9 @@ def main() -> None:
 
     device = torch.device(args.device)
     torch.manual_seed(0)
-    model = build_model("resnet32", 10).to(device)
-    if device.type == "cuda":
-        model = model.to(memory_format=torch.channels_last)
+    model = build_model("resnet32", 10).to(device, memory_format=torch.channels_last)  # as the engine
     optimizer = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9)
-    x = torch.randn(args.batch_size, 3, 32, 32, device=device)
+    x = torch.randn(args.batch_size, 3, 32, 32, device=device).contiguous(memory_format=torch.channels_last)
     y = torch.randint(0, 10, (args.batch_size,), device=device)
     counts = [5000, 2997, 1796, 1077, 645, 387, 232, 139, 83, 50]  # CIFAR-10-LT IF 100
     options = {"am_mixup": {"gamma": 0.95}}  # its schedule needs gamma or the run's length
@@ -86,6 +84,9 @@ def main() -> None:
         "torch": torch.__version__,
         "model": "resnet32",
         "batch_size": args.batch_size,
+        "memory_format": "channels_last",
+        "bf16_autocast": device.type == "cuda",
+        "mixer_settings": {name: mixer.settings() for name, mixer in mixers.items()},
         "median_step_seconds": {name: statistics.median(t) for name, t in times.items()},
         "ratio_to_ce": {name: statistics.median(t) / base for name, t in times.items()},
     }
