@@ -14,12 +14,15 @@ bf16 activations written, saved and read back, their gradients, weights and opti
 floor is the larger of compute at peak and traffic at peak bandwidth, for the GPUs in PEAKS.
 
     python benchmarks/bench_step_cuda.py --out benchmarks/results/step_cuda_h200.json
+
+The commit recorded is ``git rev-parse``'s, or the environment's COMMIT where the machine has no git.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import statistics
 import subprocess
 import sys
@@ -100,6 +103,15 @@ def make_run(method: str, device: torch.device, captured: bool):
     return lambda x, y, i: run(x, y, mixer, 5.0 + i / 100)
 
 
+def git_commit() -> str | None:
+    """This checkout's short commit, None without git or a repository."""
+    try:
+        out = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True)
+    except OSError:
+        return None
+    return out.stdout.strip() or None
+
+
 def time_steps(step, x, y, steps: int) -> float:
     torch.cuda.synchronize()
     start = time.perf_counter()
@@ -140,7 +152,7 @@ def main() -> None:
         q = statistics.quantiles(t, n=4) if len(t) >= 2 else [t[0]] * 3
         return [round(1e3 * q[0], 4), round(1e3 * q[2], 4)]
 
-    commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True).stdout
+    commit = os.environ.get("COMMIT") or git_commit()  # the device machine may have no git or .git
     result = {
         "benchmark": "step_cuda",
         "command": "python benchmarks/bench_step_cuda.py "
@@ -151,7 +163,7 @@ def main() -> None:
         "batch_size": args.batch_size,
         "amp": "bf16",
         "memory_format": "channels_last",
-        "commit": commit.strip() or None,
+        "commit": commit,
         "optimizer": {"eager": "SGD (foreach), autocast cache on",
                       "graphed": "SGD (fused), autocast cache off"},
         "mixers": {m: repr(build_mixer(m, 10, class_counts=COUNTS, **OPTIONS.get(m, {}))) for m in MIXERS},

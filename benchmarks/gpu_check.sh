@@ -5,12 +5,22 @@
 # training with bf16 / fp16 autocast and channels_last (bf16: the captured step, fp16: eager), the
 # captured step with LDAM and balanced softmax (their margins and prior on the device), a
 # one-process NCCL run under torchrun, and the mixing-overhead, captured-step and loader benchmarks.
+# Every step's whole output goes to OUT_DIR/gpu_check.log as it runs (a call cut at its limit still
+# returns it), its last lines and its time to stdout; a step is stopped after STEP_S seconds (default
+# 240: a hung NCCL run must not take the whole call).
 set -uo pipefail
 out=${1:?usage: gpu_check.sh OUT_DIR}
 mkdir -p "$out"
 export PYTHONPATH=$PWD/src PYTHONUNBUFFERED=1
 runs=$(mktemp -d)
-step() { echo "== $*"; "$@" 2>&1 | tail -n 6; echo "-> exit ${PIPESTATUS[0]}"; }
+log=$out/gpu_check.log
+step_s=${STEP_S:-240}
+step() {
+  local started=$SECONDS
+  echo "== $*" | tee -a "$log"
+  timeout "$step_s" "$@" 2>&1 | tee -a "$log" | tail -n 6
+  echo "-> exit ${PIPESTATUS[0]} after $((SECONDS - started)) s (124: stopped at $step_s s)" | tee -a "$log"
+}
 nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader
 python3 -c "import torch, torchvision; print('torch', torch.__version__, 'torchvision', torchvision.__version__)"
 step python3 -m pytest -q -p no:cacheprovider tests/test_mixing.py tests/test_models.py -k "cuda or resnet"
@@ -29,3 +39,4 @@ step python3 benchmarks/bench_mixing_overhead.py --device cuda --steps 20 --roun
   --out "$out/mixing_overhead_cuda.json"
 step python3 benchmarks/bench_step_cuda.py --out "$out/step_cuda.json"
 step python3 benchmarks/bench_loader.py --device cuda --num-workers 0 4 --out "$out/loader_cuda.json"
+echo "gpu_check.sh took $SECONDS s"

@@ -32,9 +32,10 @@
 # minutes of device time left, give TRAIN_S = what is left - 3 minutes, or the call is cut before it
 # packs. From the environment: TRAIN_S (default 520), SEEDS (default "0 1 2"), SWEEP (another sweep
 # file of six variants), EXTRA (more KEY=VALUE overrides of every run), PYTHON (default python3).
-# Output, three files (a lease returns at most 8): OUT_DIR/paper-scale-ifF.tar.gz (config, metrics,
-# summary, analysis, train.log of every run; no checkpoints; at most 16 MiB), OUT_DIR/progress.txt and
-# OUT_DIR/logs.tar.gz (GPU, sweep log, report log).
+# Output, five files (a lease returns at most 8): OUT_DIR/paper-scale-ifF.tar.gz (config, metrics,
+# summary, analysis, train.log of every run; no checkpoints; at most 16 MiB), and progress.txt, gpu.txt,
+# sweep.log and report.log, written into OUT_DIR as the call goes (a call cut at its limit still returns
+# them). Exit status 0 when every run finished, 1 otherwise, 2 for bad arguments or missing data.
 set -u
 usage="usage: gpu_paper_scale.sh DATA_ROOT OUT_DIR [100|50|10]"
 root=${1:?$usage}
@@ -49,32 +50,34 @@ python=${PYTHON:-python3}
 n_runs=$((6 * ${#seeds[@]}))
 started=$SECONDS
 mkdir -p "$out"
-logs=$(mktemp -d)
+if [ ! -f "$root/cifar10-jpeg.tar.gz" ] && [ ! -d "$root/cifar10-jpeg" ]; then
+  echo "no cifar10-jpeg.tar.gz (or cifar10-jpeg/) in $root: copy it there and carry the folder" >&2
+  exit 2
+fi
 export PYTHONPATH=$PWD/src PYTHONUNBUFFERED=1 OMP_NUM_THREADS=1
 runs=runs-paper
 name=lt-cifar10-jpeg-if$factor
 { nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader || echo "no nvidia-smi"; } \
-  | tee "$logs/gpu.txt"
+  | tee "$out/gpu.txt"
 # Decode the JPEG copy into the cache once, before 18 runs would race to do it.
 if [ -f "$root/cifar10-jpeg.tar.gz" ]; then
   "$python" -c "import ammix.data as D; [D.load_dataset('cifar10-jpeg', '$root', train=t) for t in (True, False)]"
 fi
 left=$((train_s - (SECONDS - started)))
-echo "start-up took $((SECONDS - started)) s; the sweep gets $left s" | tee "$logs/progress.txt"
+echo "start-up took $((SECONDS - started)) s; the sweep gets $left s" | tee "$out/progress.txt"
 gpus=0$(printf ',0%.0s' $(seq $((n_runs - 1))))
 timeout "$left" "$python" -m ammix sweep "$sweep" --gpus "$gpus" --runs-dir $runs --name "$name" \
   --seeds "${seeds[@]}" --set data.dataset=cifar10-jpeg-lt data.root="$root" data.imbalance_factor="$factor" \
-  train.eval_every=10 train.progress=off ${extra[@]+"${extra[@]}"} > "$logs/sweep.log" 2>&1
+  train.eval_every=10 train.progress=off ${extra[@]+"${extra[@]}"} > "$out/sweep.log" 2>&1
 echo "sweep exit $? after $((SECONDS - started)) s (124: stopped at the time limit, runs resumable)" \
-  | tee -a "$logs/progress.txt"
+  | tee -a "$out/progress.txt"
 sleep 3  # runs stopped with the sweep write their last files
 finished=$(find "$runs/$name" -name summary.json | xargs -r grep -l '"finished": true' | wc -l)
-echo "$finished of $n_runs runs finished" | tee -a "$logs/progress.txt"
-timeout 30 "$python" -m ammix report "$runs/$name" > "$logs/report.log" 2>&1 \
-  || echo "report failed or cut at 30 s (report.log in logs.tar.gz); the runs are packed either way" \
-  | tee -a "$logs/progress.txt"
+echo "$finished of $n_runs runs finished" | tee -a "$out/progress.txt"
+timeout 30 "$python" -m ammix report "$runs/$name" > "$out/report.log" 2>&1 \
+  || echo "report failed or cut at 30 s (report.log); the runs are packed either way" \
+  | tee -a "$out/progress.txt"
 find "$runs/$name" \( -name '*.json' -o -name '*.jsonl' -o -name 'config.yaml' -o -name train.log \
   -o -name '*.md' -o -name '*.csv' \) -print0 | tar czf "$out/paper-scale-if$factor.tar.gz" --null -T -
-cp "$logs/progress.txt" "$out/"
-tar czf "$out/logs.tar.gz" -C "$logs" .
 du -h "$out"/*.tar.gz
+[ "$finished" -eq "$n_runs" ]

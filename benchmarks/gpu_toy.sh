@@ -20,9 +20,11 @@
 # 619,000 at 240 epochs, which fit 400 s of training if the GPU completes a step every 0.65 ms on
 # aggregate (each of the 12 balanced and coarse runs, the longest, 37,440 steps at <= 10.7 ms).
 # Evaluation every 5 epochs (4,000 test images, forward only).
-# Output, three files (a lease returns at most 8): OUT_DIR/toy-gpu-<EPOCHS>ep.tar.gz (toy.md, toy.json,
-# the maps, each run's config, metrics, summary, analysis and log; no checkpoints), OUT_DIR/progress.txt
-# and OUT_DIR/logs.tar.gz (one log a run, the GPU, the table call). From the environment: SPEC
+# Output, five files (a lease returns at most 8): OUT_DIR/toy-gpu-<EPOCHS>ep.tar.gz (toy.md, toy.json,
+# the maps, each run's config, metrics, summary, analysis and log; no checkpoints), OUT_DIR/logs.tar.gz
+# (one log a run), and progress.txt, gpu.txt and table.log, written into OUT_DIR as the call goes (a
+# call cut at its limit still returns them). Exit status 0 when every run finished and the table was
+# made, 1 otherwise, 2 for missing data. From the environment: SPEC
 # (another toy file), METHODS (default "ce am_mixup"), EXTRA (more key=value overrides of every run),
 # PYTHON (default python3).
 set -u
@@ -36,6 +38,10 @@ python=${PYTHON:-python3}
 read -r -a methods <<< "${METHODS:-ce am_mixup}"
 read -r -a extra <<< "${EXTRA:-}"
 mkdir -p "$out"
+if grep -q "cifar10-jpeg" "$spec" && [ ! -f "$root/cifar10-jpeg.tar.gz" ] && [ ! -d "$root/cifar10-jpeg" ]; then
+  echo "no cifar10-jpeg.tar.gz (or cifar10-jpeg/) in $root: copy it there and carry the folder" >&2
+  exit 2
+fi
 logs=$(mktemp -d)  # 24 run logs: packed, not left in OUT_DIR (a lease returns at most 8 files)
 export PYTHONPATH=$PWD/src PYTHONUNBUFFERED=1 OMP_NUM_THREADS=1
 runs=runs-gpu-toy/toy-gpu-${epochs}ep
@@ -43,7 +49,7 @@ overrides=(train.epochs="$epochs" data.root="$root" train.eval_every=5 train.che
            train.progress=off ${extra[@]+"${extra[@]}"})
 toy=("$python" -m ammix toy "$spec" "${overrides[@]}" --out "$runs")
 { nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader || echo "no nvidia-smi"; } \
-  | tee "$logs/gpu.txt"
+  | tee "$out/gpu.txt"
 # Decode the JPEG copy into the cache once, before parallel runs would race to do it.
 if grep -q "cifar10-jpeg" "$spec"; then
   "$python" -c "import ammix.data as D; [D.load_dataset('cifar10-jpeg', '$root', train=t) for t in (True, False)]"
@@ -52,6 +58,7 @@ fi
 mapfile -t planned < <("$python" -c "import yaml, itertools; spec = yaml.safe_load(open('$spec'))
 for s, m, seed in itertools.product(spec['settings'], '${methods[*]}'.split(), spec.get('seeds') or [0]):
     print(s, m, seed)")
+echo "${#planned[@]} runs start, each stopped after $budget s" | tee "$out/progress.txt"
 started=$SECONDS
 for run in "${planned[@]}"; do
   read -r setting method seed <<< "$run"
@@ -64,18 +71,19 @@ for run in "${planned[@]}"; do
   read -r setting method seed <<< "$run"
   grep -qs '"finished": true' "$runs/$setting/$method/seed$seed/summary.json" && finished=$((finished + 1))
 done
-echo "$finished of ${#planned[@]} runs finished after $((SECONDS - started)) s" | tee "$logs/progress.txt"
+echo "$finished of ${#planned[@]} runs finished after $((SECONDS - started)) s" | tee -a "$out/progress.txt"
 if [ "$finished" -eq "${#planned[@]}" ]; then
   # The seeds spelt, as the runs had them (seed<S> folders, also for a toy file without seeds).
   read -r -a seeds <<< "$(printf '%s\n' "${planned[@]}" | awk '{print $3}' | sort -un | xargs)"
-  timeout 120 "${toy[@]}" --methods "${methods[@]}" --seeds "${seeds[@]}" > "$logs/table.log" 2>&1 \
-    || echo "the table call failed or was cut at 120 s: table.log in logs.tar.gz" | tee -a "$logs/progress.txt"
+  timeout 120 "${toy[@]}" --methods "${methods[@]}" --seeds "${seeds[@]}" > "$out/table.log" 2>&1
+  table=$?
+  [ "$table" -eq 0 ] || echo "the table call failed or was cut at 120 s: table.log" | tee -a "$out/progress.txt"
 else
-  echo "run the same command again on this machine to resume" | tee -a "$logs/progress.txt"
+  echo "run the same command again on this machine to resume" | tee -a "$out/progress.txt"
 fi
 find "$runs" \( -name '*.json' -o -name '*.jsonl' -o -name config.yaml -o -name train.log \
   -o -name '*.md' -o -name '*.png' -o -name '*.pdf' \) -print0 \
   | tar czf "$out/toy-gpu-${epochs}ep.tar.gz" --null -T -
-cp "$logs/progress.txt" "$out/"
 tar czf "$out/logs.tar.gz" -C "$logs" .
 du -h "$out"/*.tar.gz
+[ "$finished" -eq "${#planned[@]}" ] && [ "${table:-1}" -eq 0 ]

@@ -545,7 +545,7 @@ def test_cpu_reproduction_script_runs_every_sweep_and_toy_in_float32_with_amp_of
 
 @pytest.mark.slow
 @pytest.mark.skipif(shutil.which("bash") is None, reason="needs bash")
-def test_gpu_paper_scale_script_runs_the_sweep_reports_and_packs_three_files(tmp_path):
+def test_gpu_paper_scale_script_runs_the_sweep_reports_and_packs_its_files(tmp_path):
     """benchmarks/gpu_paper_scale.sh on CPU with a tiny synthetic sweep of six variants, one seed."""
     methods = ("ce", "mixup", "manifold_mixup", "cutmix", "remix", "am_mixup")
     sweep = tmp_path / "sweep.yaml"
@@ -555,13 +555,17 @@ def test_gpu_paper_scale_script_runs_the_sweep_reports_and_packs_three_files(tmp
     env = {**os.environ, "SWEEP": str(sweep), "SEEDS": "0", "PYTHON": sys.executable,
            "EXTRA": " ".join(extra)}
     script = Path(__file__).parents[1] / "benchmarks" / "gpu_paper_scale.sh"
+    missing = subprocess.run(["bash", str(script), "data", "out", "100"], cwd=tmp_path, env=env,
+                             capture_output=True, text=True)
+    assert missing.returncode == 2 and "no cifar10-jpeg.tar.gz" in missing.stderr  # before any run starts
+    (tmp_path / "data" / "cifar10-jpeg").mkdir(parents=True)  # the data, as the script checks for it
     done = subprocess.run(["bash", str(script), "data", "out", "100"], cwd=tmp_path, env=env,
                           capture_output=True, text=True)
     assert done.returncode == 0, done.stderr
     out = tmp_path / "out"
     # a lease returns at most 8 files from OUT
     assert sorted(p.name for p in out.rglob("*")) == [
-        "logs.tar.gz", "paper-scale-if100.tar.gz", "progress.txt"]
+        "gpu.txt", "paper-scale-if100.tar.gz", "progress.txt", "report.log", "sweep.log"]
     progress = (out / "progress.txt").read_text()
     assert "6 of 6 runs finished" in progress and "report failed" not in progress
     with tarfile.open(out / "paper-scale-if100.tar.gz") as tar:
@@ -586,18 +590,21 @@ def test_gpu_toy_script_trains_every_run_apart_then_tabulates_them(tmp_path):
     env = {**os.environ, "SPEC": str(spec), "METHODS": "ce am_mixup", "PYTHON": sys.executable,
            "EXTRA": "train.device=cpu data.samples_per_class=16 data.test_samples_per_class=8"}
 
-    def call(seconds):
+    def call(seconds, returncode):
         done = subprocess.run(["bash", str(script), "data", "out", "1", str(seconds)], cwd=tmp_path, env=env,
                               capture_output=True, text=True)
-        assert done.returncode == 0, done.stderr
+        assert done.returncode == returncode, done.stderr
         # a lease returns at most 8 files from OUT: the 4 run logs are packed, not left there
-        assert sorted(p.name for p in (tmp_path / "out").rglob("*")) == [
-            "logs.tar.gz", "progress.txt", "toy-gpu-1ep.tar.gz"]
-        return (tmp_path / "out" / "progress.txt").read_text()
+        assert {p.name for p in (tmp_path / "out").rglob("*")} >= {
+            "gpu.txt", "logs.tar.gz", "progress.txt", "toy-gpu-1ep.tar.gz"}
+        assert len(list((tmp_path / "out").rglob("*"))) <= 8
+        return (tmp_path / "out" / "progress.txt").read_text().splitlines()
 
-    # Cut off by the limit: nothing is tabulated, and the log says how to go on.
-    assert call(1).splitlines()[1] == "run the same command again on this machine to resume"
-    assert call(300).startswith("4 of 4 runs finished after ")
+    # Cut off by the limit: nothing is tabulated, the exit status says so, and the log how to go on.
+    assert call(1, 1)[2] == "run the same command again on this machine to resume"
+    progress = call(300, 0)
+    assert progress[0] == "4 runs start, each stopped after 300 s"
+    assert progress[1].startswith("4 of 4 runs finished after ")
     runs = tmp_path / "runs-gpu-toy" / "toy-gpu-1ep"
     rows = json.loads((runs / "toy.json").read_text())
     assert sorted((r["setting"], r["method"], r["seed"]) for r in rows) == sorted(
