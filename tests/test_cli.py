@@ -94,6 +94,21 @@ BAD_CONFIGS = [
     (["nonsense.key=1"], "nonsense = {key: 1}: unknown key; allowed top-level keys"),
     (["optim.lr"], "must be key=value"),
     (["model.init_from=/nonexistent/run"], "model.init_from = '/nonexistent/run': no checkpoint there"),
+    # values a run would take without using them as named: inf keeps lam at 1, NaN turns DRW on at once
+    (["mixing.total=.inf"], "mixing.total = inf: expected a finite number"),
+    (["loss.drw_epoch=.nan"], "loss.drw_epoch = nan: expected a finite number"),
+    (["optim.lr=.inf"], "optim.lr = inf: expected a finite number"),
+    (["schedule.name=multistep", "schedule.milestones=[.nan]", "schedule.factors=[0.1]"],
+     "schedule.milestones = [.nan]: expected a finite number"),
+    (["mixing.method=manifold_mixup", "mixing.layers=[0.5, 1.9]"],
+     "mixing.layers = [0.5, 1.9]: expected a list of integers"),
+    (["model={name: resnet32, blocks_per_group: 0}"], "blocks_per_group must be a positive integer, got 0"),
+    (["model={name: resnet18, zero_init_residual: maybe}"], "zero_init_residual must be true or false"),
+    (["schedule.milestones=[1]", "schedule.factors=[0.1]"],
+     "schedule.milestones = [1.0]: only for schedule.name = multistep (this run's is cosine)"),
+    (["optim.eps=0.1"], "optim.eps = 0.1: only for optim.name = adamw (this run's is sgd)"),
+    (["mixing.method=ce", "train.freeze_backbone=true", "train.epochs=1", "train.probe=lbfgs",
+      "train.label_smoothing=0.1"], "train.probe = 'lbfgs': needs train.label_smoothing = 0.0 (got 0.1)"),
 ]
 
 
@@ -173,6 +188,14 @@ def test_model_and_loss_follow_the_same_options_rule():
     ldam = {"loss": {"name": "ldam", "max_margin": 0.3, "drw_epoch": 160}}
     assert apply_overrides(ldam, ["loss.name=balanced_softmax", "loss.tau=2"]) == {
         "loss": {"name": "balanced_softmax", "tau": 2}}
+
+
+def test_schedule_and_optimizer_drop_the_keys_of_the_one_they_replace():
+    base = {"schedule": {"name": "multistep", "warmup_epochs": 5, "milestones": [160], "factors": [0.01]},
+            "optim": {"name": "sgd", "lr": 0.1, "momentum": 0.9, "nesterov": True}}
+    assert apply_overrides(base, ["schedule.name=cosine", "optim.name=adamw"]) == {
+        "schedule": {"name": "cosine", "warmup_epochs": 5}, "optim": {"name": "adamw", "lr": 0.1}}
+    assert apply_overrides(base, ["schedule.name=multistep"]) == base  # its own: kept
 
 
 def test_config_round_trip(tmp_path):

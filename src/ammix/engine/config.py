@@ -258,7 +258,7 @@ def _type_name(tp: Any) -> str:
         return "a list"
     if origin in (typing.Union, getattr(__import__("types"), "UnionType", None)):
         args = typing.get_args(tp)
-        text = " or ".join(_type_name(a) for a in args if a is not type(None))
+        text = " or ".join(dict.fromkeys(_type_name(a) for a in args if a is not type(None)))
         return text + (" or null" if type(None) in args else "")
     return names.get(tp, getattr(tp, "__name__", str(tp)))
 
@@ -311,6 +311,14 @@ def _coerce(value: Any, tp: Any) -> Any:
     raise TypeError
 
 
+def _finite(value: Any) -> bool:
+    """False for a NaN or an infinity, alone or in a list (a rate, a weight or an epoch that a run
+    cannot use: inf keeps AM-mixup's lam at 1, NaN turns DRW on from the start)."""
+    if isinstance(value, (list, tuple)):
+        return all(_finite(v) for v in value)
+    return not isinstance(value, float) or math.isfinite(value)
+
+
 def _check_value(key: str, value: Any, f: dataclasses.Field, tp: Any) -> Any:
     try:
         value = _coerce(value, tp)
@@ -319,6 +327,8 @@ def _check_value(key: str, value: Any, f: dataclasses.Field, tp: Any) -> Any:
     meta = f.metadata
     if value is None:
         return value
+    if not _finite(value):
+        raise ConfigError(f"{key} = {_fmt(value)}: expected a finite number")
     if meta.get("choices") and value not in meta["choices"]:
         raise ConfigError(
             f"{key} = {_fmt(value)}: not allowed; allowed: {', '.join(meta['choices'])}"
@@ -418,6 +428,16 @@ def _check_cross(cfg: Config) -> None:
                 f"schedule.milestones = {_fmt(s.milestones)}: a milestone at or after train.epochs "
                 f"({t.epochs}) is never reached; allowed: epochs < {t.epochs} (scale them with the run)"
             )
+    for section, (key, keys_of) in _KEYS_OF_CHOICE.items():
+        sect = getattr(cfg, section)
+        chosen, defaults = getattr(sect, key), type(sect)()
+        for name, keys in keys_of.items():
+            for k in keys:
+                if name != chosen and getattr(sect, k) != getattr(defaults, k):
+                    raise ConfigError(  # the run would ignore it under its name
+                        f"{section}.{k} = {_fmt(getattr(sect, k))}: only for {section}.{key} = {name} "
+                        f"(this run's is {chosen}); remove it"
+                    )
     drw_epoch = cfg.loss.options.get("drw_epoch")
     if isinstance(drw_epoch, (int, float)) and drw_epoch >= t.epochs:
         raise ConfigError(  # the run would be labelled deferred re-weighting without any re-weighting
@@ -434,6 +454,8 @@ def _check_cross(cfg: Config) -> None:
             "train.epochs": (t.epochs, 1),
             "mixing.method": (cfg.mixing.method, "ce"),
             "loss.name": (cfg.loss.name, "ce"),
+            "loss.drw_epoch": (cfg.loss.options.get("drw_epoch"), None),  # the fit would ignore them
+            "train.label_smoothing": (t.label_smoothing, 0.0),
         }
         for key, (value, wanted) in needs.items():
             if value != wanted:
@@ -501,6 +523,20 @@ def drop_options_of_replaced_component(data: dict, overrides: dict) -> None:
             continue
         own = {f.name for f in dataclasses.fields(schema)} - {"options"}
         data[section] = {k: v for k, v in base.items() if k in own}
+    for section, (key, keys_of) in _KEYS_OF_CHOICE.items():  # schedule / optimizer: the same rule
+        base = data.get(section)
+        chosen = overrides.get(f"{section}.{key}")
+        if chosen is None or not isinstance(base, dict):
+            continue
+        others = {k for name, keys in keys_of.items() if name != chosen for k in keys}
+        data[section] = {k: v for k, v in base.items() if k not in others - set(keys_of.get(chosen, ()))}
+
+
+# Keys of a section that only one choice of its name uses (the others would ignore them).
+_KEYS_OF_CHOICE = {
+    "schedule": ("name", {"multistep": ("milestones", "factors"), "cosine": ("final_factor",)}),
+    "optim": ("name", {"sgd": ("momentum", "nesterov"), "adamw": ("betas", "eps")}),
+}
 
 
 # Sections whose component is chosen by one key, with their schema.
@@ -575,7 +611,9 @@ def _fits(value: Any, tp: Any) -> bool:
     if tp is type(None):
         return value is None
     if origin in (list, tuple) or tp in (list, tuple):
-        return isinstance(value, (list, tuple))
+        items = [a for a in typing.get_args(tp) if a is not Ellipsis]  # tuple[int, ...]: int
+        return isinstance(value, (list, tuple)) and all(any(_fits(v, a) for a in items) for v in value
+                                                        if items)
     if tp is bool:
         return isinstance(value, bool)
     if tp is int:
@@ -589,6 +627,9 @@ def _fits(value: Any, tp: Any) -> bool:
 
 def _check_signature_types(section: str, cls: Any, options: dict) -> None:
     """Types of ``options`` against the annotations (else the defaults) of ``cls``'s constructor."""
+    for key, value in options.items():
+        if not _finite(value):
+            raise ConfigError(f"{section}.{key} = {_fmt(value)}: expected a finite number")
     try:
         params = inspect.signature(cls).parameters
     except (TypeError, ValueError):
@@ -688,6 +729,8 @@ def validate_components(cfg: Config) -> None:
                     + _suggest(key, known + list(allowed))
                 )
             default = allowed[key]
+            if not _finite(value):
+                raise ConfigError(f"data.{key} = {_fmt(value)}: expected a finite number")
             if default is not None and not _fits(value, float if type(default) is int else type(default)):
                 raise ConfigError(
                     f"data.{key} = {_fmt(value)}: expected {_type_name(type(default))} "

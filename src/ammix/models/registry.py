@@ -85,4 +85,19 @@ def _build_backbone(name: str, num_classes: int, in_channels: int, **kwargs: Any
             f"unknown option(s) {', '.join(unknown)} for model {name!r}; "
             f"its options: {', '.join([*allowed, 'head'])}"
         )
+    _check_sizes(builder, kwargs)
     return builder(num_classes, in_channels=in_channels, **kwargs)
+
+
+def _check_sizes(builder: Callable[..., StagedModel], options: dict[str, Any]) -> None:
+    """ValueError unless each option with an integer default (a width, a depth) is a positive integer and
+    each with a boolean default a boolean: a 0 or 2.5 would fail inside the first step, a string count
+    as true."""
+    params = inspect.signature(builder).parameters
+    for key, value in options.items():
+        default = params[key].default
+        if isinstance(default, bool):
+            if not isinstance(value, bool):
+                raise ValueError(f"{key} must be true or false, got {value!r}")
+        elif isinstance(default, int) and not (type(value) is int and value >= 1):
+            raise ValueError(f"{key} must be a positive integer, got {value!r}")
