@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import inspect
+import numbers
 from collections.abc import Callable
 from typing import Any
 
@@ -99,5 +100,7 @@ def _check_sizes(builder: Callable[..., StagedModel], options: dict[str, Any]) -
         if isinstance(default, bool):
             if not isinstance(value, bool):
                 raise ValueError(f"{key} must be true or false, got {value!r}")
-        elif isinstance(default, int) and not (type(value) is int and value >= 1):
+        elif isinstance(default, int) and not (
+            isinstance(value, numbers.Integral) and not isinstance(value, bool) and value >= 1
+        ):
             raise ValueError(f"{key} must be a positive integer, got {value!r}")
