@@ -4,6 +4,7 @@ import argparse
 import fcntl
 import json
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -82,6 +83,18 @@ def test_coarse_to_fine_plan(tmp_path):
         ({"variants": {"a": {}}, "seeds": [0], "colour": 1}, "unknown key(s) ['colour']"),
         ({"variants": {}}, "no variants"),
         ({"config": "missing.yaml", "variants": {"a": {}}}, "does not exist"),
+        # the wrong shapes: one line each, not a traceback from deep inside
+        ({"variants": ["ce", "mixup"]}, "variants: expected a mapping of name -> {KEY: VALUE}"),
+        ({"variants": {"ce": "mixing.method=ce"}}, "variants: expected a mapping of name -> {KEY: VALUE}"),
+        ({"config": 5, "variants": {"a": {}}}, "config: expected the path of a training config, got 5"),
+        ({"variants": {"a": {}}, "seeds": [1.7]}, "seeds: expected a non-empty list of integers >= 0"),
+        ({"variants": {"a": {}}, "seeds": []}, "seeds: expected a non-empty list of integers >= 0"),
+        ({"variants": {"a": {}}, "overrides": ["a"]}, "overrides: expected a mapping of KEY: VALUE"),
+        ({"variants": {"a": {}}, "probe": {"train.epochs": 3}}, "probe: and finetune: are stages of a "
+         "coarse_to_fine sweep"),
+        # a name is one folder under --runs-dir
+        ({"name": "../../escape", "variants": {"a": {}}}, "name '../../escape': expected a folder name"),
+        ({"variants": {"../up": {}}}, "variant '../up': expected a folder name"),
     ],
 )
 def test_sweep_file_errors(tmp_path, spec, fragment):
@@ -93,6 +106,37 @@ def test_sweep_file_errors(tmp_path, spec, fragment):
 def test_sweep_cli_error_is_one_line(tmp_path, capsys):
     assert main(["sweep", str(write_sweep(tmp_path, variants={})), "--runs-dir", str(tmp_path)]) == 2
     assert capsys.readouterr().err.count("\n") == 1
+    sweep = str(write_sweep(tmp_path, variants={"a": {}}))
+    for args in (["--name", "../x"], ["--set", "optim.lr=[0.1"]):
+        assert main(["sweep", sweep, "--runs-dir", str(tmp_path), "--dry-run", *args]) == 2
+        assert capsys.readouterr().err.count("\n") == 1
+
+
+@pytest.mark.parametrize(
+    "spec, fragment",
+    [
+        ({"settings": ["balanced"]}, "settings: expected a non-empty mapping of name -> {KEY: VALUE}"),
+        ({"variants": {}}, "variants: expected a non-empty mapping of name -> {KEY: VALUE}"),
+        ({"config": [1]}, "config: expected a mapping, got [1]"),
+        ({"seeds": 3}, "seeds: expected a non-empty list of integers >= 0, got 3"),
+        ({"quick": [1]}, "quick: expected a mapping, got [1]"),
+        ({"settings": {"../x": {}}}, "setting '../x': expected a folder name"),
+    ],
+)
+def test_toy_file_errors(tmp_path, spec, fragment):
+    path = tmp_path / "toy.yaml"
+    path.write_text(yaml.safe_dump({"config": {}, "variants": {"ce": None}, "settings": {"balanced": None},
+                                    **spec}))
+    with pytest.raises(toy.ToyError, match=re.escape(fragment)):
+        toy.load_toy(path)
+
+
+def test_toy_setting_or_variant_without_overrides_is_null(tmp_path):
+    path = tmp_path / "toy.yaml"
+    path.write_text(yaml.safe_dump({"config": yaml.safe_load(SMOKE.read_text()), "variants": {"ce": None},
+                                    "settings": {"balanced": None}}))
+    configs = toy.toy_configs(toy.load_toy(path))
+    assert configs["balanced"]["ce"]["mixing"]["method"] == "am_mixup"  # smoke's own, no override
 
 
 def test_sweep_refuses_a_finished_run_made_with_another_config(tmp_path, capsys):

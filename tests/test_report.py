@@ -173,14 +173,16 @@ def test_default_out_dir_is_skipped_on_rerun(runs, capsys):
 
 
 def test_metrics_override_patterns_and_missing(runs, tmp_path):
-    paths = rep.report(runs, tmp_path / "o", ["best.acc", "analysis.*", "nope"], echo=False)
+    with pytest.raises(rep.ReportError, match="metric.s. nope in no finished run; metrics: .*best.acc"):
+        rep.report(runs, tmp_path / "o", ["best.acc", "analysis.*", "nope"], echo=False)
+    assert not (tmp_path / "o").exists()
+    paths = rep.report(runs, tmp_path / "o", ["best.acc", "analysis.*"], echo=False)
     md = paths["markdown"].read_text()
     lt = md.split("## lt")[1].split("## ")[0]
     header = next(line for line in lt.splitlines() if line.startswith("| variant"))
     assert "best.acc (%)" in header and "analysis.alignment" in header and "analysis.ece" in header
     assert "last.acc" not in header
     assert header.index("best.acc (%)") < header.index("published (%)") < header.index("analysis")
-    assert "found in no run: nope" in md
     with open(paths["csv"], newline="") as f:
         fields = csv.DictReader(f).fieldnames
     assert "analysis.feature_norm.mean" in fields and "last.acc.mean" not in fields

@@ -1005,6 +1005,9 @@ def report(runs_dir: str | os.PathLike, out_dir: str | os.PathLike | None = None
         raise ReportError(f"baseline variant(s) {', '.join(unknown)} in no finished run; "
                           f"variants: {', '.join(reported)}")
     columns, missing = select_metrics(records, metrics)
+    if missing:  # a typo would leave its column out of every table
+        known = sorted({k for r in records for k in r["metrics"]})
+        raise ReportError(f"metric(s) {', '.join(missing)} in no finished run; metrics: {', '.join(known)}")
     list_keys = sorted({k for r in records for k, v in r["metrics"].items() if isinstance(v, list)})
     rows = aggregate(records, columns + [k for k in list_keys if k not in columns])
     scalar_columns = [m for m in columns if m not in list_keys]
@@ -1027,8 +1030,6 @@ def report(runs_dir: str | os.PathLike, out_dir: str | os.PathLike | None = None
                      + ", ".join(os.path.relpath(path, runs_dir) for path in stale) + ".")
     notes += [f"**warning**, a row mixes configs: {line}." for line in config_disagreements(records)]
     notes += [f"**warning**, a seed folder holds another seed: {line}." for line in seed_mismatches(records)]
-    if missing:
-        notes.append(f"requested metric(s) found in no run: {', '.join(missing)}.")
     unfinished_fits = [r for r in records if r["metrics"].get("probe.grad_max", 0.0) > GRAD_TOLERANCE]
     if unfinished_fits:
         shown = ", ".join(f"{r['variant']}/seed{r['seed']}" for r in unfinished_fits[:20])

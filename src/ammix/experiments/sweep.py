@@ -46,6 +46,7 @@ import argparse
 import contextlib
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -118,11 +119,12 @@ def load_sweep(path: Path, methods: list[str] | None = None, seeds: list[int] | 
     unknown = set(spec) - SWEEP_KEYS
     if unknown:
         raise SweepError(f"{path}: unknown key(s) {sorted(unknown)}; allowed: {sorted(SWEEP_KEYS)}")
+    check_spec(path, spec)
     sweep = Sweep(
         name=str(spec.get("name", Path(path).stem)),
         config=(Path(path).parent / spec["config"]).resolve(),
         protocol=spec.get("protocol", "train"),
-        seeds=[int(s) for s in spec.get("seeds", [0])],
+        seeds=list(spec.get("seeds", [0])),
         overrides=dict(spec.get("overrides") or {}),
         variants=dict(spec.get("variants") or {}),
         probe=dict(spec.get("probe") or {}),
@@ -144,6 +146,47 @@ def load_sweep(path: Path, methods: list[str] | None = None, seeds: list[int] | 
         if "seed" in overrides:
             raise SweepError(f"{path}: {where} sets seed; {SEEDS_RULE}")
     return sweep
+
+
+def check_spec(path: Path, spec: dict) -> None:
+    """SweepError for a sweep file of the wrong shape: each key's type, seeds as non-negative integers,
+    names that are folder names, transfer-stage keys only in a coarse_to_fine sweep."""
+    if not isinstance(spec.get("config"), str):
+        config = spec.get("config")
+        raise SweepError(f"{path}: config: expected the path of a training config, got {config!r}")
+    seeds = spec.get("seeds", [0])
+    if not is_seed_list(seeds):
+        raise SweepError(f"{path}: seeds: expected a non-empty list of integers >= 0, got {seeds!r}")
+    for key in ("overrides", "probe", "finetune"):
+        if not isinstance(spec.get(key) or {}, dict):
+            raise SweepError(f"{path}: {key}: expected a mapping of KEY: VALUE, got {spec[key]!r}")
+    variants = spec.get("variants") or {}
+    if not isinstance(variants, dict) or not all(isinstance(v or {}, dict) for v in variants.values()):
+        raise SweepError(f"{path}: variants: expected a mapping of name -> {{KEY: VALUE}}, got {variants!r}")
+    name = spec.get("name", Path(path).stem)
+    check_folder_name(f"{path}: name {name!r}", name)
+    for name in variants:
+        check_folder_name(f"{path}: variant {name!r}", name)
+    if spec.get("protocol", "train") == "train" and (spec.get("probe") or spec.get("finetune")):
+        raise SweepError(f"{path}: probe: and finetune: are stages of a coarse_to_fine sweep (protocol: "
+                         "coarse_to_fine); a train sweep would ignore them")
+
+
+def is_folder_name(name: object) -> bool:
+    """Whether ``name`` is one folder's name (a sweep's, variant's or setting's runs stay in their folder)."""
+    text = str(name)
+    return isinstance(name, (str, int)) and bool(re.fullmatch(r"[\w.+=-]+", text)) and text not in (".", "..")
+
+
+def is_seed_list(seeds: object) -> bool:
+    """Whether ``seeds`` is a non-empty list of integers >= 0."""
+    return isinstance(seeds, list) and bool(seeds) and all(
+        isinstance(s, int) and not isinstance(s, bool) and s >= 0 for s in seeds)
+
+
+def check_folder_name(what: str, name: object) -> None:
+    if not is_folder_name(name):
+        raise SweepError(f"{what}: expected a folder name (letters, digits, . _ + = -)")
 
 
 def plan_runs(sweep: Sweep, runs_dir: Path) -> list[Run]:
@@ -471,6 +514,8 @@ def sweep_from_args(args: argparse.Namespace) -> Sweep:
     """The sweep that the command line asks for; ``SweepError`` for a mistake in it."""
     sweep = load_sweep(args.spec, args.methods, args.seeds)
     given = [set_override(sweep, item) for item in args.set]
+    if args.name:
+        check_folder_name(f"--name {args.name!r}", args.name)
     sweep.name = args.name or sweep.name
     if args.only:
         unknown = [v for v in args.only if v not in sweep.variants]
@@ -499,13 +544,17 @@ def set_override(sweep: Sweep, item: str) -> tuple[str, str]:
     stage, _, key = key.rpartition(":")
     if key == "seed":
         raise SweepError(f"--set {item!r}: {SEEDS_RULE}")
+    try:
+        value = yaml.safe_load(value)
+    except yaml.YAMLError as err:
+        raise SweepError(f"--set {item!r}: not valid YAML ({str(err).splitlines()[0]})") from None
     if not stage:
-        sweep.overrides[key] = yaml.safe_load(value)
+        sweep.overrides[key] = value
         return "", key
     if sweep.protocol != "coarse_to_fine" or stage not in TRANSFER_STAGES:
         raise SweepError(f"--set {item!r}: a stage prefix is one of {', '.join(TRANSFER_STAGES)}, "
                          "for a coarse_to_fine sweep")
-    getattr(sweep, stage)[key] = yaml.safe_load(value)
+    getattr(sweep, stage)[key] = value
     return stage, key
 
 

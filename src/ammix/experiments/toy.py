@@ -45,7 +45,7 @@ from ammix.engine.rundir import holds_run
 
 from .analyze import analyze_run, run_features
 from .curves import learning_curve, tail_range
-from .sweep import is_finished, more_runs, other_config, override_args
+from .sweep import is_finished, is_folder_name, is_seed_list, more_runs, other_config, override_args
 
 TOY_KEYS = {"name", "config", "variants", "settings", "quick", "seeds"}
 TABLE_METRICS = ("acc", "balanced_acc", "alignment", "uniformity", "neighbour_uniformity", "feature_norm",
@@ -67,6 +67,21 @@ def load_toy(path: str | Path) -> dict:
     unknown = set(spec) - TOY_KEYS
     if unknown:
         raise ToyError(f"{path}: unknown key(s) {sorted(unknown)}; allowed: {sorted(TOY_KEYS)}")
+    for key in ("config", "quick"):
+        if not isinstance(spec.get(key) or {}, dict):
+            raise ToyError(f"{path}: {key}: expected a mapping, got {spec[key]!r}")
+    for key in ("settings", "variants"):  # name -> overrides (null: none)
+        named = spec[key]
+        shaped = isinstance(named, dict) and all(isinstance(v or {}, dict) for v in named.values())
+        if not shaped or not named:
+            raise ToyError(f"{path}: {key}: expected a non-empty mapping of name -> {{KEY: VALUE}}, "
+                           f"got {named!r}")
+        bad = [name for name in named if not is_folder_name(name)]
+        if bad:
+            raise ToyError(f"{path}: {key[:-1]} {bad[0]!r}: expected a folder name "
+                           "(letters, digits, . _ + = -)")
+    if "seeds" in spec and not is_seed_list(spec["seeds"]):
+        raise ToyError(f"{path}: seeds: expected a non-empty list of integers >= 0, got {spec['seeds']!r}")
     return spec
 
 
@@ -192,7 +207,7 @@ def toy_configs(spec: dict, overrides: list[str] | None = None, quick: bool = Fa
     for setting, setting_overrides in _choose(spec["settings"], settings, "setting").items():
         configs[setting] = {}
         for variant, variant_overrides in _choose(spec["variants"], variants, "variant").items():
-            words = override_args({**setting_overrides, **variant_overrides})
+            words = override_args({**(setting_overrides or {}), **(variant_overrides or {})})
             data = apply_overrides(json.loads(json.dumps(spec["config"])), words + extra)
             configs[setting][variant] = as_config(data).to_dict()
     return configs
