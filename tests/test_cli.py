@@ -91,6 +91,8 @@ BAD_CONFIGS = [
     (["data.profile=step"], "data.profile = 'step': shapes a long tail, and there is none"),
     (["data.imbalance_factor=200"], "imbalance_factor 200 leaves class 2 without samples"),
     (["data.batch_size=21"], "data.batch_size = 21: leaves a last training batch of 1 image (64 images in"),
+    (["seed=99999999999999999999999"], "seed = 99999999999999999999999: out of range; allowed: <= 4294967"),
+    (["data.batch_size=1000"], "data.batch_size = 1000: larger than the training set (64 images in all)"),
     (["nonsense.key=1"], "nonsense = {key: 1}: unknown key; allowed top-level keys"),
     (["optim.lr"], "must be key=value"),
     (["model.init_from=/nonexistent/run"], "model.init_from = '/nonexistent/run': no checkpoint there"),

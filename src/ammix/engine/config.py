@@ -194,7 +194,7 @@ class TrainConfig:
 
 @dataclass
 class Config:
-    seed: int = _opt(0, "seed of everything random", ge=0)
+    seed: int = _opt(0, "seed of everything random", ge=0, le=2**32 - 1)
     data: DataConfig = field(default_factory=DataConfig)
     model: ModelConfig = field(default_factory=ModelConfig)
     mixing: MixingConfig = field(default_factory=MixingConfig)

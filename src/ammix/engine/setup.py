@@ -265,8 +265,11 @@ def make_loaders(cfg: Config, train_set: D.ImageDataset, test_set: D.ImageDatase
 
         steps_per_epoch, per_rank = len(batches_for(0)), len(train_set)
         test_loader = D.reference_loader(test_shard, d.eval_batch_size, train=False, augment=None)
-    if steps_per_epoch == 0:
-        raise ConfigError(f"data.batch_size = {d.batch_size}: larger than the training set with drop_last")
+    if batch > per_rank:  # every step would see fewer images than the batch named
+        raise ConfigError(
+            f"data.batch_size = {d.batch_size}: larger than the training set ({per_rank} images "
+            f"{'a process' if info.world_size > 1 else 'in all'}); allowed: <= {per_rank * info.world_size}"
+        )
     if not d.drop_last and per_rank % batch == 1:  # found at the end of the first epoch otherwise
         raise ConfigError(
             f"data.batch_size = {d.batch_size}: leaves a last training batch of 1 image ({per_rank} images "
