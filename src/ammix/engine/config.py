@@ -529,7 +529,7 @@ def drop_options_of_replaced_component(data: dict, overrides: dict) -> None:
         if chosen is None or not isinstance(base, dict):
             continue
         others = {k for name, keys in keys_of.items() if name != chosen for k in keys}
-        data[section] = {k: v for k, v in base.items() if k not in others - set(keys_of.get(chosen, ()))}
+        data[section] = {k: v for k, v in base.items() if k not in others}
 
 
 # Keys of a section that only one choice of its name uses (the others would ignore them).
@@ -611,9 +611,10 @@ def _fits(value: Any, tp: Any) -> bool:
     if tp is type(None):
         return value is None
     if origin in (list, tuple) or tp in (list, tuple):
+        if not isinstance(value, (list, tuple)):
+            return False
         items = [a for a in typing.get_args(tp) if a is not Ellipsis]  # tuple[int, ...]: int
-        return isinstance(value, (list, tuple)) and all(any(_fits(v, a) for a in items) for v in value
-                                                        if items)
+        return not items or all(any(_fits(v, a) for a in items) for v in value)
     if tp is bool:
         return isinstance(value, bool)
     if tp is int:
