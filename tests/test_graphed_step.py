@@ -4,6 +4,7 @@ CUDA-only tests (graph replay vs eager) run in benchmarks/gpu_check.sh."""
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import itertools
 
@@ -12,9 +13,11 @@ import pytest
 import torch
 from common import SMOKE, tiny
 
+import ammix.engine.graphed_step as graphed_step
 import ammix.engine.loop as loop
+from ammix.cli import _report as report_error
 from ammix.engine import ConfigError, load_checkpoint, load_config, train, train_step
-from ammix.engine.graphed_step import CapturedStep, use_cuda_graph
+from ammix.engine.graphed_step import CapturedStep, CaptureFailed, use_cuda_graph
 from ammix.losses import BalancedSoftmaxLoss, LDAMLoss, SoftCrossEntropy
 from ammix.mixing import (
     MIXERS,
@@ -251,6 +254,32 @@ def test_what_cannot_be_captured_runs_eagerly_with_a_notice(capsys):
     assert not use_cuda_graph("auto", cuda, **{**flags, "distributed": True}, mixer=mixer_for("ce"))
     lines = capsys.readouterr().err.splitlines()
     assert len(lines) == 2 and "drop pairing" in lines[0] and "DDP" in lines[1]
+
+
+def test_a_failed_capture_stops_the_run_with_one_line_naming_the_eager_switch(monkeypatch, capsys):
+    @contextlib.contextmanager
+    def capture_that_fails(graph):
+        yield
+        raise RuntimeError("CUDA error: operation not permitted when stream is capturing\nlong trace")
+
+    monkeypatch.setattr(graphed_step, "WARMUP_STEPS", 0)
+    monkeypatch.setattr(torch.cuda, "CUDAGraph", lambda: None)
+    monkeypatch.setattr(torch.cuda, "graph", capture_that_fails)
+    model, opt = model_and_optimizer()
+
+    def run(x, y, m, epoch):
+        return train_step(model, m, opt, x, y, epoch, NUM_CLASSES, 0.0)
+
+    step = CapturedStep(run, model, mixer_for("mixup"), opt, torch.device("cpu"), capture=True)
+    x, y = torch.randn(8, 3, 16, 16), torch.randint(0, NUM_CLASSES, (8,))
+    with pytest.raises(CaptureFailed) as failed:
+        step(x, y, 0.0, 0.1)
+    message = str(failed.value)
+    assert "operation not permitted when stream is capturing" in message
+    assert "long trace" not in message and "train.cuda_graph=off" in message
+    capsys.readouterr()
+    assert report_error(failed.value) == 1  # the command line: one line, exit 1, like a diverged run
+    assert capsys.readouterr().err == f"ammix: error: {message}\n"
 
 
 # --- CUDA: graph replay vs the same step run eagerly ---------------------------------------------------

@@ -171,13 +171,20 @@ def main(argv: list[str] | None = None) -> int:
 
 def _report(exc: Exception) -> int | None:
     """Print a known error as one line and return its exit code; None for anything else (re-raised)."""
-    from ammix.engine import CheckpointError, ConfigError, DataError, RunDirError, TrainingDiverged
+    from ammix.engine import (
+        CaptureFailed,
+        CheckpointError,
+        ConfigError,
+        DataError,
+        RunDirError,
+        TrainingDiverged,
+    )
 
     if isinstance(exc, ConfigError):
         kind, code = "config error", 2
     elif isinstance(exc, RunDirError):
         kind, code = "error", 2
-    elif isinstance(exc, (CheckpointError, DataError, TrainingDiverged)):
+    elif isinstance(exc, (CaptureFailed, CheckpointError, DataError, TrainingDiverged)):
         kind, code = "error", 1
     else:
         return None

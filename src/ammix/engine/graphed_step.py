@@ -21,6 +21,8 @@ Python values read inside the step are frozen at capture: ``train_step`` passes 
 nothing captured may depend on it (the mixer's ratio comes from ``OnDevice.lam``). A loss whose
 weights change with the epoch must hold them in a device tensor refilled before each replay.
 
+A capture that fails stops the run with ``CaptureFailed`` (one line, naming ``train.cuda_graph=off``).
+
 Not capturable, and run eagerly with a one-line notice: several processes (DDP), ``train.compile``,
 fp16 loss scaling (its inf check synchronises), AM-mixup's ``drop`` pairing at a site before the
 feature (its dropped rows would still enter later layers' batch statistics; at the feature, the default,
@@ -40,6 +42,10 @@ from ammix.mixing import OnDevice
 from .config import ConfigError
 
 WARMUP_STEPS = 3  # eager steps per graph before its capture (PyTorch's examples use 3; DDP needs 11)
+
+
+class CaptureFailed(RuntimeError):
+    """The step could not be recorded as a CUDA graph (an operation the capture does not allow)."""
 
 
 def check_cuda_graph(mode: str, device: torch.device) -> None:
@@ -133,8 +139,17 @@ class CapturedStep:
             self.warmed[site] += 1
             return self._warm_up(epoch)
         graph = torch.cuda.CUDAGraph()
-        with torch.cuda.graph(graph):
-            out = self.run(self.x, self.y, self.mixer, epoch)
+        try:
+            with torch.cuda.graph(graph):
+                out = self.run(self.x, self.y, self.mixer, epoch)
+        except RuntimeError as err:
+            # Not caught and trained on eagerly: a failed capture may leave the device generator in its
+            # capture state, and eager draws after it would not be trusted. A new process is.
+            reason = (str(err).strip().splitlines() or [type(err).__name__])[0]
+            raise CaptureFailed(
+                f"capturing the training step as a CUDA graph failed ({reason}); run again with "
+                "train.cuda_graph=off (the same method, eager steps; --resume keeps what was trained)"
+            ) from err
         self.graphs[site] = graph, out
         graph.replay()  # capture records the step without running it
         return out
