@@ -380,6 +380,38 @@ def test_model_in_channels_is_accepted_when_it_matches_the_dataset():
     )
 
 
+def test_pretrained_weights_by_an_unknown_name_or_unreadable_are_one_line_errors(monkeypatch):
+    import urllib.error
+
+    import ammix.models.torchvision_resnet as tv
+    from ammix.engine import DataError
+    from ammix.engine.loop import load_data, make_model
+
+    def resnet18(weights: str):  # the tiny run's data, without its small CNN's options
+        return load_config(SMOKE, [o for o in TINY if not o.startswith("model.")]
+                           + ["model.name=resnet18", f"model.weights={weights}"])
+
+    train_set, _ = load_data(tiny())
+    unknown = "weights must be null or one of IMAGENET1K_V1, DEFAULT, got 'imagenet'"
+    with pytest.raises(ConfigError, match=unknown):
+        make_model(resnet18("imagenet"), train_set)
+
+    build = tv._CONSTRUCTORS["resnet18"]
+
+    def offline(weights, **options):  # a download without a network
+        if weights is None:
+            return build(weights=None, **options)
+        raise urllib.error.URLError("[Errno -2] Name or service not known")
+
+    monkeypatch.setitem(tv._CONSTRUCTORS, "resnet18", offline)
+    with pytest.raises(DataError) as err:
+        make_model(resnet18("IMAGENET1K_V1"), train_set)
+    assert str(err.value).startswith(
+        "model 'resnet18': its pretrained weights could not be read (<urlopen error [Errno -2] Name or "
+        "service not known>); download them once"
+    )
+
+
 def test_resume_of_a_run_from_before_the_loss_section(tmp_path):
     from ammix.engine.checkpoint import save_checkpoint
 

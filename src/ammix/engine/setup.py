@@ -21,7 +21,7 @@ from .distributed import DistInfo, is_distributed
 
 
 class DataError(RuntimeError):
-    """The dataset's files cannot be read (missing, unreadable)."""
+    """Files the run needs cannot be read: the dataset's, a model's pretrained weights."""
 
 
 def resolve_device(name: str, info: DistInfo) -> torch.device:
@@ -166,6 +166,11 @@ def make_model(cfg: Config, train_set: D.ImageDataset) -> nn.Module:
         )
     try:
         return build_model(cfg.model.name, train_set.num_classes, **options)
+    except OSError as exc:  # before ValueError: a Hugging Face cache miss is both
+        raise DataError(
+            f"model {cfg.model.name!r}: its pretrained weights could not be read ({exc}); download them "
+            f"once where there is a network (torch hub / Hugging Face cache), or train without them"
+        ) from None
     except (ValueError, TypeError) as exc:
         raise component_error("model", "name", cfg.model.name, cfg.model.options, exc) from None
 

@@ -6,6 +6,7 @@ from typing import Any
 
 import torch
 from torch import nn
+from torchvision import models as tv_models
 from torchvision.models import resnet as tv_resnet
 
 from .base import StagedModel
@@ -39,6 +40,10 @@ class TorchvisionResNet(StagedModel):
     ) -> None:
         if arch not in _CONSTRUCTORS:
             raise ValueError(f"unknown torchvision ResNet {arch!r}; known: {', '.join(_CONSTRUCTORS)}")
+        if isinstance(weights, str):  # torchvision's own lookup is a bare KeyError
+            known = tv_models.get_model_weights(arch).__members__
+            if weights not in known:
+                raise ValueError(f"weights must be null or one of {', '.join(known)}, got {weights!r}")
         net = _CONSTRUCTORS[arch](weights=weights, zero_init_residual=zero_init_residual)
         if in_channels != 3:
             old = net.conv1
