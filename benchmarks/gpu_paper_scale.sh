@@ -49,20 +49,14 @@ sweep=${SWEEP:-configs/sweeps/lt-cifar10.yaml}
 python=${PYTHON:-python3}
 n_runs=$((6 * ${#seeds[@]}))
 started=$SECONDS
+source "$(dirname "$0")/gpu_common.sh"
 mkdir -p "$out"
-if [ ! -f "$root/cifar10-jpeg.tar.gz" ] && [ ! -d "$root/cifar10-jpeg" ]; then
-  echo "no cifar10-jpeg.tar.gz (or cifar10-jpeg/) in $root: copy it there and carry the folder" >&2
-  exit 2
-fi
+need_cifar10_jpeg "$root"
 export PYTHONPATH=$PWD/src PYTHONUNBUFFERED=1 OMP_NUM_THREADS=1
 runs=runs-paper
 name=lt-cifar10-jpeg-if$factor
-{ nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader || echo "no nvidia-smi"; } \
-  | tee "$out/gpu.txt"
-# Decode the JPEG copy into the cache once, before 18 runs would race to do it.
-if [ -f "$root/cifar10-jpeg.tar.gz" ]; then
-  "$python" -c "import ammix.data as D; [D.load_dataset('cifar10-jpeg', '$root', train=t) for t in (True, False)]"
-fi
+record_gpu "$out"
+decode_cifar10_jpeg "$python" "$root"
 left=$((train_s - (SECONDS - started)))
 echo "start-up took $((SECONDS - started)) s; the sweep gets $left s" | tee "$out/progress.txt"
 gpus=0$(printf ',0%.0s' $(seq $((n_runs - 1))))

@@ -37,23 +37,17 @@ spec=${SPEC:-configs/toy-mini-cifar-cpu.yaml}
 python=${PYTHON:-python3}
 read -r -a methods <<< "${METHODS:-ce am_mixup}"
 read -r -a extra <<< "${EXTRA:-}"
+source "$(dirname "$0")/gpu_common.sh"
 mkdir -p "$out"
-if grep -q "cifar10-jpeg" "$spec" && [ ! -f "$root/cifar10-jpeg.tar.gz" ] && [ ! -d "$root/cifar10-jpeg" ]; then
-  echo "no cifar10-jpeg.tar.gz (or cifar10-jpeg/) in $root: copy it there and carry the folder" >&2
-  exit 2
-fi
+if grep -q "cifar10-jpeg" "$spec"; then need_cifar10_jpeg "$root"; fi
 logs=$(mktemp -d)  # 24 run logs: packed, not left in OUT_DIR (a lease returns at most 8 files)
 export PYTHONPATH=$PWD/src PYTHONUNBUFFERED=1 OMP_NUM_THREADS=1
 runs=runs-gpu-toy/toy-gpu-${epochs}ep
 overrides=(train.epochs="$epochs" data.root="$root" train.eval_every=5 train.checkpoint_every=10
            train.progress=off ${extra[@]+"${extra[@]}"})
 toy=("$python" -m ammix toy "$spec" "${overrides[@]}" --out "$runs")
-{ nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader || echo "no nvidia-smi"; } \
-  | tee "$out/gpu.txt"
-# Decode the JPEG copy into the cache once, before parallel runs would race to do it.
-if grep -q "cifar10-jpeg" "$spec"; then
-  "$python" -c "import ammix.data as D; [D.load_dataset('cifar10-jpeg', '$root', train=t) for t in (True, False)]"
-fi
+record_gpu "$out"
+decode_cifar10_jpeg "$python" "$root"
 # One "setting method seed" line a run, in the toy file's order.
 mapfile -t planned < <("$python" -c "import yaml, itertools; spec = yaml.safe_load(open('$spec'))
 for s, m, seed in itertools.product(spec['settings'], '${methods[*]}'.split(), spec.get('seeds') or [0]):
