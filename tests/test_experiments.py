@@ -229,6 +229,7 @@ def test_a_stopped_sweep_stops_its_running_run(tmp_path, sig):
     run_dir = tmp_path / "runs" / "s" / "ce" / "seed0"
     try:
         assert _wait_until(lambda: run_dir.is_dir() and _held(run_dir)), "the run never started"
+        assert _wait_until(lambda: (run_dir / "last.pt").is_file()), "no epoch finished"
         sweep.send_signal(sig)
         assert sweep.wait(timeout=60) == 128 + sig
         assert _wait_until(lambda: not _held(run_dir), 30), "the run outlived its sweep"

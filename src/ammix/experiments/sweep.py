@@ -462,7 +462,9 @@ def run_sweep(sweep: Sweep, runs_dir: Path, jobs: int = 1, gpus: list[str] | Non
             code = processes.call(command, stdout=log, stderr=subprocess.STDOUT, env=env)
         free.append(slot)
         if processes.stopping and code != 0:
-            print(f"  {run.label}: stopped with the sweep (resumes from its last checkpoint)", flush=True)
+            resumes = ("resumes from its last checkpoint" if (run.run_dir / "last.pt").is_file()
+                       else "no checkpoint yet: starts again")
+            print(f"  {run.label}: stopped with the sweep ({resumes})", flush=True)
             return False
         finished = code == 0 and is_finished(run.run_dir)
         status = ("done" if finished else "stopped early (train.stop_after_epochs; the next start resumes it)"
