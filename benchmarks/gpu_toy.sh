@@ -54,10 +54,18 @@ for s, m, seed in itertools.product(spec['settings'], '${methods[*]}'.split(), s
     print(s, m, seed)")
 echo "${#planned[@]} runs start, each stopped after $budget s" | tee "$out/progress.txt"
 started=$SECONDS
+# One run within the budget; after a failed CUDA graph capture (exit 3) the same run with eager steps.
+train_one() {
+  local log=$1; shift
+  timeout "$budget" "${toy[@]}" "$@" > "$log" 2>&1
+  [ $? -eq 3 ] || return
+  local left=$((budget - (SECONDS - started)))
+  echo "the capture failed: again with train.cuda_graph=off ($left s left)" | tee -a "$log" "$out/progress.txt"
+  [ "$left" -gt 0 ] && timeout "$left" "${toy[@]}" train.cuda_graph=off "$@" >> "$log" 2>&1
+}
 for run in "${planned[@]}"; do
   read -r setting method seed <<< "$run"
-  timeout "$budget" "${toy[@]}" --settings "$setting" --methods "$method" --seeds "$seed" \
-    > "$logs/$setting-$method-seed$seed.log" 2>&1 &
+  train_one "$logs/$setting-$method-seed$seed.log" --settings "$setting" --methods "$method" --seeds "$seed" &
 done
 wait
 finished=0

@@ -660,3 +660,31 @@ def test_gpu_toy_script_trains_every_run_apart_then_tabulates_them(tmp_path):
     assert f"{runs.relative_to(tmp_path)}/balanced.png" in names
     assert f"{runs.relative_to(tmp_path)}/long-tailed/am_mixup/seed0/summary.json" in names
     assert not any(name.endswith(".pt") for name in names)  # no checkpoints in the archive
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(shutil.which("bash") is None, reason="needs bash")
+def test_gpu_toy_script_runs_a_run_whose_capture_failed_again_with_eager_steps(tmp_path):
+    spec = tmp_path / "toy.yaml"
+    spec.write_text(yaml.safe_dump({
+        "config": {**yaml.safe_load(SMOKE.read_text()), "model": {"name": "small_cnn", "feature_dim": 2}},
+        "variants": {"ce": {"mixing.method": "ce"}}, "settings": {"balanced": {}}, "seeds": [0],
+    }))
+    # A stand-in python whose training processes exit as after a failed capture unless told eager steps.
+    python = tmp_path / "python"
+    python.write_text(f"""#!/usr/bin/env bash
+if [[ " $* " == *" --settings "* && " $* " != *" train.cuda_graph=off "* ]]; then exit 3; fi
+exec {sys.executable} "$@"
+""")
+    python.chmod(0o755)
+    script = Path(__file__).parents[1] / "benchmarks" / "gpu_toy.sh"
+    env = {**os.environ, "SPEC": str(spec), "METHODS": "ce", "PYTHON": str(python),
+           "EXTRA": "train.device=cpu data.samples_per_class=16 data.test_samples_per_class=8"}
+    done = subprocess.run(["bash", str(script), "data", "out", "1", "300"], cwd=tmp_path, env=env,
+                          capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    progress = (tmp_path / "out" / "progress.txt").read_text().splitlines()
+    assert progress[1].startswith("the capture failed: again with train.cuda_graph=off (")
+    assert progress[2].startswith("1 of 1 runs finished after ")
+    saved = yaml.safe_load((tmp_path / "runs-gpu-toy/toy-gpu-1ep/balanced/ce/seed0/config.yaml").read_text())
+    assert saved["train"]["cuda_graph"] == "off"

@@ -278,7 +278,7 @@ def test_a_failed_capture_stops_the_run_with_one_line_naming_the_eager_switch(mo
     assert "operation not permitted when stream is capturing" in message
     assert "long trace" not in message and "train.cuda_graph=off" in message
     capsys.readouterr()
-    assert report_error(failed.value) == 1  # the command line: one line, exit 1, like a diverged run
+    assert report_error(failed.value) == 3  # the command line: one line, exit 3 (a sweep runs it again)
     assert capsys.readouterr().err == f"ammix: error: {message}\n"
 
 

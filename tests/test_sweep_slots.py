@@ -101,3 +101,24 @@ def test_a_run_that_ends_as_the_sweep_stops_is_reported_done(tmp_path, monkeypat
     out = capsys.readouterr().out
     assert "ce/seed0: done in" in out and "stopped with the sweep" not in out, out
     assert analysed == []
+
+
+def test_a_run_whose_capture_failed_runs_again_with_eager_steps(tmp_path, monkeypatch, capsys):
+    commands = []
+
+    def fake_train(processes, command, stdout, stderr, env):
+        commands.append(command)
+        if "train.cuda_graph=off" not in command:
+            return S.CAPTURE_FAILED_EXIT
+        run_dir = Path(command[command.index("--run-dir") + 1])
+        (run_dir / "summary.json").write_text("{}")
+        return 0
+
+    monkeypatch.setattr(S.RunProcesses, "call", fake_train)
+    monkeypatch.setattr(S, "analyze_run", lambda run_dir: None)
+    sweep = S.load_sweep(SMOKE, methods=["mixup"], seeds=[0])
+    assert S.run_sweep(sweep, tmp_path) == 0
+    assert len(commands) == 2 and commands[1][:-3] == [*commands[0][:-3], "train.cuda_graph=off"]
+    out = capsys.readouterr().out
+    assert "mixup/seed0: its CUDA graph capture failed; again with eager steps" in out
+    assert "mixup/seed0: done" in out

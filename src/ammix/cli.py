@@ -179,12 +179,15 @@ def _report(exc: Exception) -> int | None:
         RunDirError,
         TrainingDiverged,
     )
+    from ammix.engine.graphed_step import CAPTURE_FAILED_EXIT
 
     if isinstance(exc, ConfigError):
         kind, code = "config error", 2
+    elif isinstance(exc, CaptureFailed):
+        kind, code = "error", CAPTURE_FAILED_EXIT
     elif isinstance(exc, RunDirError):
         kind, code = "error", 2
-    elif isinstance(exc, (CaptureFailed, CheckpointError, DataError, TrainingDiverged)):
+    elif isinstance(exc, (CheckpointError, DataError, TrainingDiverged)):
         kind, code = "error", 1
     else:
         return None

@@ -21,7 +21,8 @@ Python values read inside the step are frozen at capture: ``train_step`` passes 
 nothing captured may depend on it (the mixer's ratio comes from ``OnDevice.lam``). A loss whose
 weights change with the epoch must hold them in a device tensor refilled before each replay.
 
-A capture that fails stops the run with ``CaptureFailed`` (one line, naming ``train.cuda_graph=off``).
+A capture that fails stops the run with ``CaptureFailed`` (one line, naming ``train.cuda_graph=off``;
+exit status ``CAPTURE_FAILED_EXIT``, on which ``ammix sweep`` runs it again with eager steps).
 
 Not capturable, and run eagerly with a one-line notice: several processes (DDP), ``train.compile``,
 fp16 loss scaling (its inf check synchronises), AM-mixup's ``drop`` pairing at a site before the
@@ -42,6 +43,9 @@ from ammix.mixing import OnDevice
 from .config import ConfigError
 
 WARMUP_STEPS = 3  # eager steps per graph before its capture (PyTorch's examples use 3; DDP needs 11)
+
+
+CAPTURE_FAILED_EXIT = 3  # `ammix train`'s exit status after a failed capture: a sweep reruns it eagerly
 
 
 class CaptureFailed(RuntimeError):

@@ -26,7 +26,8 @@ naming the same method keeps them (merged); ``mixing: {...}`` as a whole replace
 Every run's config is validated before the first run starts (and by ``--dry-run``).
 Runs write ``RUNS/<name>/<variant>/seed<S>[/<stage>]``. A finished run (summary.json) is skipped, an
 interrupted one (last.pt) resumed, so a sweep can be stopped and started again at any point (SIGTERM
-or Ctrl-C stops its running runs with it; a run folder in use by another training is refused). A
+or Ctrl-C stops its running runs with it; a run folder in use by another training is refused; a run
+whose CUDA graph capture failed runs again at once with ``train.cuda_graph=off``). A
 transfer stage built on another pre-training than the one in its folder now (deleted to run again)
 runs again from the start: each stage records the sha256 of the checkpoint it started from. A run
 folder made with another config (its config.yaml differs from the config the run would use now, by
@@ -62,6 +63,7 @@ import yaml
 from ammix.engine import ConfigError, apply_overrides, config_from_dict, load_config, read_yaml
 from ammix.engine.checkpoint import CheckpointError, file_sha256, load_checkpoint
 from ammix.engine.config import mixer_extras
+from ammix.engine.graphed_step import CAPTURE_FAILED_EXIT
 from ammix.engine.loop import config_changes, mixer_changes, mixer_record
 from ammix.engine.probe import FIT as PROBE_FIT
 from ammix.engine.rundir import TRAIN_LOG
@@ -354,12 +356,14 @@ def recorded_init(run_dir: Path) -> str | None:
     return json.loads(summary.read_text()).get("init_from_sha256") if summary.is_file() else None
 
 
-def train_command(config: Path, run: Run, fresh: bool = False) -> list[str]:
+def train_command(config: Path, run: Run, fresh: bool = False, eager: bool = False) -> list[str]:
     """The `ammix train` command of a run: resume when it has a checkpoint, unless `fresh` (its
-    pre-training ran again: see ``upstream_reruns``), else start it."""
+    pre-training ran again: see ``upstream_reruns``), else start it; `eager`: without the CUDA graph
+    (after its capture failed)."""
     resumable = (run.run_dir / "last.pt").is_file() and not fresh
     resume = ["--resume"] if resumable else ["--fresh"]
-    return [sys.executable, "-m", "ammix", "train", str(config), *override_args(run.overrides),
+    overrides = override_args(run.overrides) + (["train.cuda_graph=off"] if eager else [])
+    return [sys.executable, "-m", "ammix", "train", str(config), *overrides,
             "--run-dir", str(run.run_dir), *resume]
 
 
@@ -460,6 +464,11 @@ def run_sweep(sweep: Sweep, runs_dir: Path, jobs: int = 1, gpus: list[str] | Non
         with open(run.run_dir / TRAIN_LOG, "a") as log:
             command = train_command(sweep.config, run, fresh=run.run_dir in rerun)
             code = processes.call(command, stdout=log, stderr=subprocess.STDOUT, env=env)
+            if code == CAPTURE_FAILED_EXIT and not processes.stopping:  # the same run, in a new process
+                print(f"  {run.label}: its CUDA graph capture failed; again with eager steps "
+                      f"(train.cuda_graph=off)", flush=True)
+                command = train_command(sweep.config, run, fresh=run.run_dir in rerun, eager=True)
+                code = processes.call(command, stdout=log, stderr=subprocess.STDOUT, env=env)
         free.append(slot)
         if processes.stopping and code != 0:
             resumes = ("resumes from its last checkpoint" if (run.run_dir / "last.pt").is_file()
