@@ -14,10 +14,8 @@ record_gpu() {
     | tee "$1/gpu.txt"
 }
 
-# Decode the JPEG archive in ROOT into the cache once, before parallel runs would race to do it.
+# Decode the JPEG copy in ROOT (archive or folder) into the cache once, before parallel runs would
+# race to do it.
 decode_cifar10_jpeg() {
-  local python=$1 root=$2
-  if [ -f "$root/cifar10-jpeg.tar.gz" ]; then
-    "$python" -c "import ammix.data as D; [D.load_dataset('cifar10-jpeg', '$root', train=t) for t in (True, False)]"
-  fi
+  "$1" -c "import ammix.data as D; [D.load_dataset('cifar10-jpeg', '$2', train=t) for t in (True, False)]"
 }

@@ -7,7 +7,8 @@
 # Runs configs/sweeps/lt-cifar10.yaml on the JPEG copy at imbalance factor 100 (default), 50 or 10:
 # ce, mixup, manifold_mixup, cutmix, remix, am_mixup x seeds 0, 1, 2 = 18 runs of ResNet-32, 200
 # epochs, the LDAM-DRW schedule, batch 128, bf16, channels_last, captured steps (train.cuda_graph
-# auto, every method), evaluation every 10 epochs; all 18 runs at once on GPU 0 (`ammix sweep --gpus 0,0,...`).
+# auto, every method; the sweep reruns a run whose capture fails with eager steps), evaluation every
+# 10 epochs; all 18 runs at once on GPU 0 (`ammix sweep --gpus 0,0,...`).
 # Nothing is installed: torch and the project's dependencies are on the machine, the project runs from
 # src/ (PYTHONPATH).
 #

@@ -8,10 +8,11 @@
 # carried with the call as `data`). Every (setting, method, seed) trains at once on GPU 0, one
 # `ammix toy` process each (4 x 2 x 3 = 24), for at most SECONDS (default 420, so that decoding the
 # data before and the table after fit one 10-minute call); when all have finished, one more call
-# reuses them for the table (toy.md, toy.json) and the maps. A run cut off by the limit
-# keeps its last.pt (every 10 epochs) and resumes when the command runs again on the same machine
-# (runs-gpu-toy/ is ignored by git, so it stays there between calls while the machine is held; the
-# packed files hold no checkpoints). Nothing is installed; the project runs from src/ (PYTHONPATH).
+# reuses them for the table (toy.md, toy.json) and the maps. A run whose CUDA graph capture fails
+# runs again at once with eager steps, in what is left of SECONDS (progress.txt says so). A run cut
+# off by the limit keeps its last.pt (every 10 epochs) and resumes when the command runs again on the
+# same machine (runs-gpu-toy/ is ignored by git, so it stays there between calls while the machine is
+# held; the packed files hold no checkpoints). Nothing is installed; the project runs from src/ (PYTHONPATH).
 # In a 15-minute lease it follows gpu_check.sh as the lease's one long call: with less than 10
 # minutes of device time left, give SECONDS = what is left - 3 minutes, or the call is cut before
 # the table and the packing.
@@ -39,7 +40,8 @@ read -r -a methods <<< "${METHODS:-ce am_mixup}"
 read -r -a extra <<< "${EXTRA:-}"
 source "$(dirname "$0")/gpu_common.sh"
 mkdir -p "$out"
-if grep -q "cifar10-jpeg" "$spec"; then need_cifar10_jpeg "$root"; fi
+uses_jpeg=$(grep -c "cifar10-jpeg" "$spec")
+[ "$uses_jpeg" -eq 0 ] || need_cifar10_jpeg "$root"
 logs=$(mktemp -d)  # 24 run logs: packed, not left in OUT_DIR (a lease returns at most 8 files)
 export PYTHONPATH=$PWD/src PYTHONUNBUFFERED=1 OMP_NUM_THREADS=1
 runs=runs-gpu-toy/toy-gpu-${epochs}ep
@@ -47,21 +49,23 @@ overrides=(train.epochs="$epochs" data.root="$root" train.eval_every=5 train.che
            train.progress=off ${extra[@]+"${extra[@]}"})
 toy=("$python" -m ammix toy "$spec" "${overrides[@]}" --out "$runs")
 record_gpu "$out"
-decode_cifar10_jpeg "$python" "$root"
+[ "$uses_jpeg" -eq 0 ] || decode_cifar10_jpeg "$python" "$root"
 # One "setting method seed" line a run, in the toy file's order.
 mapfile -t planned < <("$python" -c "import yaml, itertools; spec = yaml.safe_load(open('$spec'))
 for s, m, seed in itertools.product(spec['settings'], '${methods[*]}'.split(), spec.get('seeds') or [0]):
     print(s, m, seed)")
 echo "${#planned[@]} runs start, each stopped after $budget s" | tee "$out/progress.txt"
 started=$SECONDS
-# One run within the budget; after a failed CUDA graph capture (exit 3) the same run with eager steps.
+# One run within the budget; after a failed CUDA graph capture (exit 3, ammix's CAPTURE_FAILED_EXIT)
+# the same run with eager steps, in what is left of it.
 train_one() {
   local log=$1; shift
   timeout "$budget" "${toy[@]}" "$@" > "$log" 2>&1
   [ $? -eq 3 ] || return
   local left=$((budget - (SECONDS - started)))
+  [ "$left" -gt 0 ] || return
   echo "the capture failed: again with train.cuda_graph=off ($left s left)" | tee -a "$log" "$out/progress.txt"
-  [ "$left" -gt 0 ] && timeout "$left" "${toy[@]}" train.cuda_graph=off "$@" >> "$log" 2>&1
+  timeout "$left" "${toy[@]}" train.cuda_graph=off "$@" >> "$log" 2>&1
 }
 for run in "${planned[@]}"; do
   read -r setting method seed <<< "$run"

@@ -407,9 +407,11 @@ def test_pretrained_weights_by_an_unknown_name_or_unreadable_are_one_line_errors
     with pytest.raises(DataError) as err:
         make_model(resnet18("IMAGENET1K_V1"), train_set)
     assert str(err.value).startswith(
-        "model 'resnet18': its pretrained weights could not be read (<urlopen error [Errno -2] Name or "
-        "service not known>); download them once"
+        "model 'resnet18': a file it needs could not be read (<urlopen error [Errno -2] Name or "
+        "service not known>); pretrained weights are downloaded once"
     )
+    with pytest.raises(DataError):  # torchvision's spelling of the name is accepted, so it is downloaded
+        make_model(resnet18("ResNet18_Weights.IMAGENET1K_V1"), train_set)
 
 
 def test_resume_of_a_run_from_before_the_loss_section(tmp_path):

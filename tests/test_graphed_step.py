@@ -281,6 +281,15 @@ def test_a_failed_capture_stops_the_run_with_one_line_naming_the_eager_switch(mo
     assert report_error(failed.value) == 3  # the command line: one line, exit 3 (a sweep runs it again)
     assert capsys.readouterr().err == f"ammix: error: {message}\n"
 
+    @contextlib.contextmanager
+    def capture_out_of_memory(graph):  # not the capture's fault: eager steps would need the memory too
+        yield
+        raise torch.cuda.OutOfMemoryError("CUDA out of memory")
+
+    monkeypatch.setattr(torch.cuda, "graph", capture_out_of_memory)
+    with pytest.raises(torch.cuda.OutOfMemoryError):
+        CapturedStep(run, model, mixer_for("mixup"), opt, torch.device("cpu"), capture=True)(x, y, 0.0, 0.1)
+
 
 # --- CUDA: graph replay vs the same step run eagerly ---------------------------------------------------
 

@@ -122,3 +122,33 @@ def test_a_run_whose_capture_failed_runs_again_with_eager_steps(tmp_path, monkey
     out = capsys.readouterr().out
     assert "mixup/seed0: its CUDA graph capture failed; again with eager steps" in out
     assert "mixup/seed0: done" in out
+
+
+def test_the_eager_rerun_resumes_what_the_failed_try_trained_and_a_stop_prevents_it(tmp_path, monkeypatch,
+                                                                                     capsys):
+    commands = []
+
+    def capture_fails_after_a_checkpoint(processes, command, stdout, stderr, env):
+        commands.append(command)
+        run_dir = Path(command[command.index("--run-dir") + 1])
+        if "train.cuda_graph=off" in command:
+            (run_dir / "summary.json").write_text("{}")
+            return 0
+        (run_dir / "last.pt").write_bytes(b"")
+        return S.CAPTURE_FAILED_EXIT
+
+    monkeypatch.setattr(S.RunProcesses, "call", capture_fails_after_a_checkpoint)
+    monkeypatch.setattr(S, "analyze_run", lambda run_dir: None)
+    assert S.run_sweep(S.load_sweep(SMOKE, methods=["mixup"], seeds=[0]), tmp_path / "a") == 0
+    assert [c[-1] for c in commands] == ["--fresh", "--resume"]
+
+    def stopped(processes, command, stdout, stderr, env):  # the sweep is stopped as the run fails
+        commands.append(command)
+        processes.stopping = True
+        return S.CAPTURE_FAILED_EXIT
+
+    commands.clear()
+    monkeypatch.setattr(S.RunProcesses, "call", stopped)
+    S.run_sweep(S.load_sweep(SMOKE, methods=["mixup"], seeds=[0]), tmp_path / "b")  # (its signal exits)
+    assert len(commands) == 1
+    assert "mixup/seed0: stopped with the sweep (no checkpoint yet: starts again)" in capsys.readouterr().out

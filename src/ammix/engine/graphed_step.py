@@ -146,13 +146,16 @@ class CapturedStep:
         try:
             with torch.cuda.graph(graph):
                 out = self.run(self.x, self.y, self.mixer, epoch)
+        except torch.cuda.OutOfMemoryError:
+            raise  # not the capture's fault: eager steps would need the memory too
         except RuntimeError as err:
-            # Not caught and trained on eagerly: a failed capture may leave the device generator in its
-            # capture state, and eager draws after it would not be trusted. A new process is.
+            # The same step ran eagerly in the warm-up, so what fails here is the capture. Not trained on
+            # eagerly in this process: a failed capture may leave the device generator in its capture
+            # state, and eager draws after it would not be trusted. A new process is.
             reason = (str(err).strip().splitlines() or [type(err).__name__])[0]
             raise CaptureFailed(
                 f"capturing the training step as a CUDA graph failed ({reason}); run again with "
-                "train.cuda_graph=off (the same method, eager steps; --resume keeps what was trained)"
+                "train.cuda_graph=off (the same method, eager steps; ammix sweep does so by itself)"
             ) from err
         self.graphs[site] = graph, out
         graph.replay()  # capture records the step without running it

@@ -246,7 +246,7 @@ def train(
     Under ``torchrun`` every rank calls this; only rank 0 writes files.
 
     Raises ``ConfigError`` / ``RunDirError`` (a usage mistake, before any work), ``CheckpointError``,
-    ``DataError`` or ``TrainingDiverged``.
+    ``DataError``, ``TrainingDiverged`` or ``CaptureFailed`` (CUDA graphs: run it again eagerly).
     """
     cfg = as_config(config)
     run_dir = Path(run_dir)

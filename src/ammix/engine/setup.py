@@ -168,8 +168,8 @@ def make_model(cfg: Config, train_set: D.ImageDataset) -> nn.Module:
         return build_model(cfg.model.name, train_set.num_classes, **options)
     except OSError as exc:  # before ValueError: a Hugging Face cache miss is both
         raise DataError(
-            f"model {cfg.model.name!r}: its pretrained weights could not be read ({exc}); download them "
-            f"once where there is a network (torch hub / Hugging Face cache), or train without them"
+            f"model {cfg.model.name!r}: a file it needs could not be read ({exc}); pretrained weights are "
+            f"downloaded once where there is a network (torch hub / Hugging Face cache), or train without"
         ) from None
     except (ValueError, TypeError) as exc:
         raise component_error("model", "name", cfg.model.name, cfg.model.options, exc) from None

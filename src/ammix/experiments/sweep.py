@@ -467,7 +467,8 @@ def run_sweep(sweep: Sweep, runs_dir: Path, jobs: int = 1, gpus: list[str] | Non
             if code == CAPTURE_FAILED_EXIT and not processes.stopping:  # the same run, in a new process
                 print(f"  {run.label}: its CUDA graph capture failed; again with eager steps "
                       f"(train.cuda_graph=off)", flush=True)
-                command = train_command(sweep.config, run, fresh=run.run_dir in rerun, eager=True)
+                # Not fresh again: the first try started the run over, so its checkpoint is wanted.
+                command = train_command(sweep.config, run, eager=True)
                 code = processes.call(command, stdout=log, stderr=subprocess.STDOUT, env=env)
         free.append(slot)
         if processes.stopping and code != 0:

@@ -41,9 +41,13 @@ class TorchvisionResNet(StagedModel):
         if arch not in _CONSTRUCTORS:
             raise ValueError(f"unknown torchvision ResNet {arch!r}; known: {', '.join(_CONSTRUCTORS)}")
         if isinstance(weights, str):  # torchvision's own lookup is a bare KeyError
-            known = tv_models.get_model_weights(arch).__members__
-            if weights not in known:
-                raise ValueError(f"weights must be null or one of {', '.join(known)}, got {weights!r}")
+            enum = tv_models.get_model_weights(arch)
+            try:
+                enum.verify(weights)
+            except (KeyError, ValueError):
+                raise ValueError(
+                    f"weights must be null or one of {', '.join(enum.__members__)}, got {weights!r}"
+                ) from None
         net = _CONSTRUCTORS[arch](weights=weights, zero_init_residual=zero_init_residual)
         if in_channels != 3:
             old = net.conv1
