@@ -620,23 +620,29 @@ def test_gpu_paper_scale_script_runs_the_sweep_reports_and_packs_its_files(tmp_p
     assert not any(name.endswith(".pt") for name in names)
 
 
+GPU_TOY = Path(__file__).parents[1] / "benchmarks" / "gpu_toy.sh"
+
+
+def gpu_toy_env(tmp_path: Path, methods: list[str], settings: dict, python: str = sys.executable) -> dict:
+    """The environment of benchmarks/gpu_toy.sh for a tiny synthetic toy of `methods` x `settings`."""
+    spec = tmp_path / "toy.yaml"
+    spec.write_text(yaml.safe_dump({
+        "config": {**yaml.safe_load(SMOKE.read_text()), "model": {"name": "small_cnn", "feature_dim": 2}},
+        "variants": {m: {"mixing.method": m} for m in methods}, "settings": settings, "seeds": [0],
+    }))
+    return {**os.environ, "SPEC": str(spec), "METHODS": " ".join(methods), "PYTHON": python,
+            "EXTRA": "train.device=cpu data.samples_per_class=16 data.test_samples_per_class=8"}
+
+
 @pytest.mark.slow
 @pytest.mark.skipif(shutil.which("bash") is None, reason="needs bash")
 def test_gpu_toy_script_trains_every_run_apart_then_tabulates_them(tmp_path):
     """benchmarks/gpu_toy.sh on CPU with a tiny synthetic toy: one process per run, then the table."""
-    spec = tmp_path / "toy.yaml"
-    spec.write_text(yaml.safe_dump({
-        "config": {**yaml.safe_load(SMOKE.read_text()), "model": {"name": "small_cnn", "feature_dim": 2}},
-        "variants": {"ce": {"mixing.method": "ce"}, "am_mixup": {"mixing.method": "am_mixup"}},
-        "settings": {"balanced": {}, "long-tailed": {"data.imbalance_factor": 4}},
-        "seeds": [0],
-    }))
-    script = Path(__file__).parents[1] / "benchmarks" / "gpu_toy.sh"
-    env = {**os.environ, "SPEC": str(spec), "METHODS": "ce am_mixup", "PYTHON": sys.executable,
-           "EXTRA": "train.device=cpu data.samples_per_class=16 data.test_samples_per_class=8"}
+    settings = {"balanced": {}, "long-tailed": {"data.imbalance_factor": 4}}
+    env = gpu_toy_env(tmp_path, ["ce", "am_mixup"], settings)
 
     def call(seconds, returncode):
-        done = subprocess.run(["bash", str(script), "data", "out", "1", str(seconds)], cwd=tmp_path, env=env,
+        done = subprocess.run(["bash", str(GPU_TOY), "data", "out", "1", str(seconds)], cwd=tmp_path, env=env,
                               capture_output=True, text=True)
         assert done.returncode == returncode, done.stderr
         # a lease returns at most 8 files from OUT: the 4 run logs are packed, not left there
@@ -665,11 +671,6 @@ def test_gpu_toy_script_trains_every_run_apart_then_tabulates_them(tmp_path):
 @pytest.mark.slow
 @pytest.mark.skipif(shutil.which("bash") is None, reason="needs bash")
 def test_gpu_toy_script_runs_a_run_whose_capture_failed_again_with_eager_steps(tmp_path):
-    spec = tmp_path / "toy.yaml"
-    spec.write_text(yaml.safe_dump({
-        "config": {**yaml.safe_load(SMOKE.read_text()), "model": {"name": "small_cnn", "feature_dim": 2}},
-        "variants": {"ce": {"mixing.method": "ce"}}, "settings": {"balanced": {}}, "seeds": [0],
-    }))
     # A stand-in python whose training processes exit as after a failed capture unless told eager steps.
     python = tmp_path / "python"
     python.write_text(f"""#!/usr/bin/env bash
@@ -677,10 +678,8 @@ if [[ " $* " == *" --settings "* && " $* " != *" train.cuda_graph=off "* ]]; the
 exec {sys.executable} "$@"
 """)
     python.chmod(0o755)
-    script = Path(__file__).parents[1] / "benchmarks" / "gpu_toy.sh"
-    env = {**os.environ, "SPEC": str(spec), "METHODS": "ce", "PYTHON": str(python),
-           "EXTRA": "train.device=cpu data.samples_per_class=16 data.test_samples_per_class=8"}
-    done = subprocess.run(["bash", str(script), "data", "out", "1", "300"], cwd=tmp_path, env=env,
+    env = gpu_toy_env(tmp_path, ["ce"], {"balanced": {}}, python=str(python))
+    done = subprocess.run(["bash", str(GPU_TOY), "data", "out", "1", "300"], cwd=tmp_path, env=env,
                           capture_output=True, text=True)
     assert done.returncode == 0, done.stderr
     progress = (tmp_path / "out" / "progress.txt").read_text().splitlines()
