@@ -12,7 +12,8 @@
 # runs again at once with eager steps, in what is left of SECONDS (progress.txt says so). A run cut
 # off by the limit keeps its last.pt (every 10 epochs) and resumes when the command runs again on the
 # same machine (runs-gpu-toy/ is ignored by git, so it stays there between calls while the machine is
-# held; the packed files hold no checkpoints). Nothing is installed; the project runs from src/ (PYTHONPATH).
+# held; the packed files hold no checkpoints). Nothing is installed; the project runs from src/
+# (PYTHONPATH).
 # In a 15-minute lease it follows gpu_check.sh as the lease's one long call: with less than 10
 # minutes of device time left, give SECONDS = what is left - 3 minutes, or the call is cut before
 # the table and the packing.

@@ -103,29 +103,7 @@ def test_a_run_that_ends_as_the_sweep_stops_is_reported_done(tmp_path, monkeypat
     assert analysed == []
 
 
-def test_a_run_whose_capture_failed_runs_again_with_eager_steps(tmp_path, monkeypatch, capsys):
-    commands = []
-
-    def fake_train(processes, command, stdout, stderr, env):
-        commands.append(command)
-        if "train.cuda_graph=off" not in command:
-            return S.CAPTURE_FAILED_EXIT
-        run_dir = Path(command[command.index("--run-dir") + 1])
-        (run_dir / "summary.json").write_text("{}")
-        return 0
-
-    monkeypatch.setattr(S.RunProcesses, "call", fake_train)
-    monkeypatch.setattr(S, "analyze_run", lambda run_dir: None)
-    sweep = S.load_sweep(SMOKE, methods=["mixup"], seeds=[0])
-    assert S.run_sweep(sweep, tmp_path) == 0
-    assert len(commands) == 2 and commands[1][:-3] == [*commands[0][:-3], "train.cuda_graph=off"]
-    out = capsys.readouterr().out
-    assert "mixup/seed0: its CUDA graph capture failed; again with eager steps" in out
-    assert "mixup/seed0: done" in out
-
-
-def test_the_eager_rerun_resumes_what_the_failed_try_trained_and_a_stop_prevents_it(tmp_path, monkeypatch,
-                                                                                     capsys):
+def test_a_failed_capture_reruns_eagerly_resuming_unless_the_sweep_stops(tmp_path, monkeypatch, capsys):
     commands = []
 
     def capture_fails_after_a_checkpoint(processes, command, stdout, stderr, env):
@@ -140,7 +118,11 @@ def test_the_eager_rerun_resumes_what_the_failed_try_trained_and_a_stop_prevents
     monkeypatch.setattr(S.RunProcesses, "call", capture_fails_after_a_checkpoint)
     monkeypatch.setattr(S, "analyze_run", lambda run_dir: None)
     assert S.run_sweep(S.load_sweep(SMOKE, methods=["mixup"], seeds=[0]), tmp_path / "a") == 0
+    assert len(commands) == 2 and commands[1][:-3] == [*commands[0][:-3], "train.cuda_graph=off"]
     assert [c[-1] for c in commands] == ["--fresh", "--resume"]
+    out = capsys.readouterr().out
+    assert "mixup/seed0: its CUDA graph capture failed; again with eager steps" in out
+    assert "mixup/seed0: done" in out
 
     def stopped(processes, command, stdout, stderr, env):  # the sweep is stopped as the run fails
         commands.append(command)

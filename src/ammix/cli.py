@@ -172,6 +172,7 @@ def main(argv: list[str] | None = None) -> int:
 def _report(exc: Exception) -> int | None:
     """Print a known error as one line and return its exit code; None for anything else (re-raised)."""
     from ammix.engine import (
+        CAPTURE_FAILED_EXIT,
         CaptureFailed,
         CheckpointError,
         ConfigError,
@@ -179,7 +180,6 @@ def _report(exc: Exception) -> int | None:
         RunDirError,
         TrainingDiverged,
     )
-    from ammix.engine.graphed_step import CAPTURE_FAILED_EXIT
 
     if isinstance(exc, ConfigError):
         kind, code = "config error", 2

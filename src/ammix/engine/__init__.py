@@ -25,11 +25,12 @@ from .config import (
     load_config,
     read_yaml,
 )
-from .graphed_step import CaptureFailed
+from .graphed_step import CAPTURE_FAILED_EXIT, CaptureFailed
 from .loop import DataError, TrainingDiverged, saved_config, train, train_step, wrap_ddp
 from .rundir import RunDirError, read_metrics
 
 __all__ = [
+    "CAPTURE_FAILED_EXIT",
     "CaptureFailed",
     "CheckpointError",
     "Config",

@@ -43,8 +43,6 @@ from ammix.mixing import OnDevice
 from .config import ConfigError
 
 WARMUP_STEPS = 3  # eager steps per graph before its capture (PyTorch's examples use 3; DDP needs 11)
-
-
 CAPTURE_FAILED_EXIT = 3  # `ammix train`'s exit status after a failed capture: a sweep reruns it eagerly
 
 

@@ -60,10 +60,16 @@ from pathlib import Path
 import torch
 import yaml
 
-from ammix.engine import ConfigError, apply_overrides, config_from_dict, load_config, read_yaml
+from ammix.engine import (
+    CAPTURE_FAILED_EXIT,
+    ConfigError,
+    apply_overrides,
+    config_from_dict,
+    load_config,
+    read_yaml,
+)
 from ammix.engine.checkpoint import CheckpointError, file_sha256, load_checkpoint
 from ammix.engine.config import mixer_extras
-from ammix.engine.graphed_step import CAPTURE_FAILED_EXIT
 from ammix.engine.loop import config_changes, mixer_changes, mixer_record
 from ammix.engine.probe import FIT as PROBE_FIT
 from ammix.engine.rundir import TRAIN_LOG
