@@ -414,6 +414,27 @@ def test_pretrained_weights_by_an_unknown_name_or_unreadable_are_one_line_errors
         make_model(resnet18("ResNet18_Weights.IMAGENET1K_V1"), train_set)
 
 
+def test_a_corrupt_pretrained_download_in_the_cache_is_a_one_line_error(tmp_path, monkeypatch):
+    from torchvision.models import ResNet18_Weights
+
+    from ammix.engine import DataError
+    from ammix.engine.loop import load_data, make_model
+
+    cached = tmp_path / "hub" / "checkpoints" / ResNet18_Weights.IMAGENET1K_V1.url.rsplit("/", 1)[1]
+    cached.parent.mkdir(parents=True)
+    cached.write_bytes(b"\x80\x02cut short")  # found in the cache, so nothing is downloaded
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path))
+    cfg = load_config(SMOKE, [o for o in TINY if not o.startswith("model.")]
+                      + ["model.name=resnet18", "model.weights=IMAGENET1K_V1"])
+    train_set, _ = load_data(tiny())
+    with pytest.raises(DataError) as err:
+        make_model(cfg, train_set)
+    assert str(err.value).startswith(
+        "model 'resnet18': its pretrained weights could not be loaded (UnpicklingError: "
+    )
+    assert str(err.value).endswith("delete that file and download again")
+
+
 def test_resume_of_a_run_from_before_the_loss_section(tmp_path):
     from ammix.engine.checkpoint import save_checkpoint
 

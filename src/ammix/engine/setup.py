@@ -6,6 +6,7 @@ Pure helpers that the training loop (``ammix.engine.loop``) calls once before it
 from __future__ import annotations
 
 import contextlib
+import pickle
 import random
 
 import numpy as np
@@ -173,6 +174,15 @@ def make_model(cfg: Config, train_set: D.ImageDataset) -> nn.Module:
         ) from None
     except (ValueError, TypeError) as exc:
         raise component_error("model", "name", cfg.model.name, cfg.model.options, exc) from None
+    except (RuntimeError, pickle.UnpicklingError, EOFError) as exc:
+        if not (options.get("pretrained") or options.get("weights") is not None):
+            raise
+        # a download cut short stays in the cache and fails the same way on every later run
+        raise DataError(
+            f"model {cfg.model.name!r}: its pretrained weights could not be loaded ({type(exc).__name__}: "
+            f"{exc}); a partial or corrupt download in the cache (torch hub: $TORCH_HOME/hub/checkpoints, "
+            f"Hugging Face: $HF_HOME/hub)? delete that file and download again"
+        ) from None
 
 
 def make_loss(cfg: Config, class_counts: list[int], device: torch.device) -> SoftCrossEntropy:
