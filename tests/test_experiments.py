@@ -87,8 +87,9 @@ def test_coarse_to_fine_plan(tmp_path):
         ({"variants": ["ce", "mixup"]}, "variants: expected a mapping of name -> {KEY: VALUE}"),
         ({"variants": {"ce": "mixing.method=ce"}}, "variants: expected a mapping of name -> {KEY: VALUE}"),
         ({"config": 5, "variants": {"a": {}}}, "config: expected the path of a training config, got 5"),
-        ({"variants": {"a": {}}, "seeds": [1.7]}, "seeds: expected a non-empty list of integers >= 0"),
-        ({"variants": {"a": {}}, "seeds": []}, "seeds: expected a non-empty list of integers >= 0"),
+        ({"variants": {"a": {}}, "seeds": [1.7]}, "seeds: expected a non-empty list of distinct integers >="),
+        ({"variants": {"a": {}}, "seeds": []}, "seeds: expected a non-empty list of distinct integers >= 0"),
+        ({"variants": {"a": {}}, "seeds": [0, 1, 0]}, "seeds: expected a non-empty list of distinct"),
         ({"variants": {"a": {}}, "overrides": ["a"]}, "overrides: expected a mapping of KEY: VALUE"),
         ({"variants": {"a": {}}, "probe": {"train.epochs": 3}}, "probe: and finetune: are stages of a "
          "coarse_to_fine sweep"),
@@ -107,7 +108,7 @@ def test_sweep_cli_error_is_one_line(tmp_path, capsys):
     assert main(["sweep", str(write_sweep(tmp_path, variants={})), "--runs-dir", str(tmp_path)]) == 2
     assert capsys.readouterr().err.count("\n") == 1
     sweep = str(write_sweep(tmp_path, variants={"a": {}}))
-    for args in (["--name", "../x"], ["--set", "optim.lr=[0.1"]):
+    for args in (["--name", "../x"], ["--set", "optim.lr=[0.1"], ["--seeds", "0", "0"]):
         assert main(["sweep", sweep, "--runs-dir", str(tmp_path), "--dry-run", *args]) == 2
         assert capsys.readouterr().err.count("\n") == 1
 
@@ -118,7 +119,7 @@ def test_sweep_cli_error_is_one_line(tmp_path, capsys):
         ({"settings": ["balanced"]}, "settings: expected a non-empty mapping of name -> {KEY: VALUE}"),
         ({"variants": {}}, "variants: expected a non-empty mapping of name -> {KEY: VALUE}"),
         ({"config": [1]}, "config: expected a mapping, got [1]"),
-        ({"seeds": 3}, "seeds: expected a non-empty list of integers >= 0, got 3"),
+        ({"seeds": 3}, "seeds: expected a non-empty list of distinct integers >= 0, got 3"),
         ({"quick": [1]}, "quick: expected a mapping, got [1]"),
         ({"settings": {"../x": {}}}, "setting '../x': expected a folder name"),
     ],
@@ -129,6 +130,11 @@ def test_toy_file_errors(tmp_path, spec, fragment):
                                     **spec}))
     with pytest.raises(toy.ToyError, match=re.escape(fragment)):
         toy.load_toy(path)
+
+
+def test_toy_seeds_given_twice_are_a_one_line_error(capsys):
+    assert main(["toy", "configs/toy-mini-cifar-cpu.yaml", "--seeds", "1", "1", "--out", "unused"]) == 2
+    assert capsys.readouterr().err == "ammix toy: --seeds 1 1: expected distinct integers >= 0\n"
 
 
 def test_toy_setting_or_variant_without_overrides_is_null(tmp_path):
@@ -504,14 +510,14 @@ def test_toy_seeds_run_apart_and_the_table_averages_them(tmp_path, capsys):
     seed0.rename(tmp_path / "aside")
     run_toy(spec, tmp_path, TINY, seeds=[1])
     assert [r["seed"] for r in json.loads((tmp_path / "toy.json").read_text())] == [1]
-    assert "or whose folder is gone: balanced/ce/0" in capsys.readouterr().out
+    assert "or gone or unfinished: balanced/ce/0" in capsys.readouterr().out
     (tmp_path / "aside").rename(seed0)
     run_toy(spec, tmp_path, TINY)
     # A call with another config on a new seed: the earlier rows are another experiment, left out.
     capsys.readouterr()
     run_toy(spec, tmp_path, [*TINY, "optim.lr=0.5"], seeds=[2])
     assert [r["seed"] for r in json.loads((tmp_path / "toy.json").read_text())] == [2]
-    assert ("the table leaves out 2 earlier run(s) made with another config, or whose folder is gone: "
+    assert ("the table leaves out 2 earlier run(s) made with another config, or gone or unfinished: "
             "balanced/ce/0, balanced/ce/1" in capsys.readouterr().out)
     with pytest.raises(toy.ToyError) as err:
         run_toy(spec, tmp_path, [*TINY, "optim.lr=0.5"])
@@ -527,6 +533,26 @@ def test_toy_seeds_run_apart_and_the_table_averages_them(tmp_path, capsys):
         f"{tmp_path / 'balanced' / 'ce' / 'seed1'} is finished but has no checkpoint last.pt, from which the "
         "toy draws its map; restore it, or delete that folder to run it again"
     )
+
+
+def test_toy_leaves_a_run_stopped_early_out_until_it_is_resumed(tmp_path, capsys):
+    spec = {
+        "config": {**yaml.safe_load(SMOKE.read_text()), "model": {"name": "small_cnn", "feature_dim": 2}},
+        "variants": {"ce": {"mixing.method": "ce"}},
+        "settings": {"balanced": {}},
+        "seeds": [0],
+    }
+    run_dir = tmp_path / "balanced" / "ce" / "seed0"
+    assert run_toy(spec, tmp_path, [*tiny(2), "train.stop_after_epochs=1"]) == []
+    assert "[toy] stopped after epoch 1: not in the table or the map" in capsys.readouterr().out
+    assert json.loads((tmp_path / "toy.json").read_text()) == []
+    assert not (tmp_path / "balanced.png").exists() and not (run_dir / "analysis.json").exists()
+    (run_dir / "analysis.json").write_text('{"feature_norm": -1.0}')  # as an earlier version wrote it
+    [row] = run_toy(spec, tmp_path, tiny(2))  # resumes the run: its epoch-1 analysis is gone
+    assert json.loads((run_dir / "summary.json").read_text())["epochs_done"] == 2
+    assert json.loads((run_dir / "analysis.json").read_text())["feature_norm"] == pytest.approx(
+        row["feature_norm"])
+    assert row["feature_norm"] > 0 and (tmp_path / "balanced.png").is_file()
 
 
 @pytest.mark.slow

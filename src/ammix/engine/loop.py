@@ -54,6 +54,7 @@ from .graphed_step import CapturedStep, check_cuda_graph, graph_autocast, use_cu
 from .probe import FIT as PROBE_FIT
 from .probe import extract_features, fit_linear_head
 from .rundir import (
+    ANALYSIS,
     CHECKPOINT,
     CONFIG,
     METRICS,
@@ -457,6 +458,7 @@ def _prepare_run_dir(t: Trainer) -> None:
         if t.resumed:
             remove_stale_temps(t.run_dir)
             truncate_metrics(t.run_dir, t.start_epoch)
+            (t.run_dir / ANALYSIS).unlink(missing_ok=True)  # it describes a checkpoint this run replaces
         elif holds_run(t.run_dir):  # --fresh, or --resume of a run killed before its first checkpoint
             wipe_run_dir(t.run_dir)
         t.run_dir.mkdir(parents=True, exist_ok=True)

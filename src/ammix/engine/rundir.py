@@ -30,10 +30,11 @@ CONFIG, METRICS, SUMMARY, CHECKPOINT, TENSORBOARD, TRAIN_LOG = (
     "tb",
     "train.log",  # written by a sweep, not by the training itself
 )
+ANALYSIS = "analysis.json"  # written by `ammix analyze` (a sweep, the toy) from a finished run's last.pt
 _RUN_FILES = (CONFIG, METRICS, SUMMARY, CHECKPOINT)
 # What a run and its analysis write: --fresh deletes these (and atomic writes' leftover temp files)
 # and refuses a folder that holds anything else.
-_WRITTEN = (*_RUN_FILES, TENSORBOARD, "analysis.json")
+_WRITTEN = (*_RUN_FILES, TENSORBOARD, ANALYSIS)
 
 
 def _written_by_a_run(name: str) -> bool:

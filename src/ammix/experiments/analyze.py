@@ -15,6 +15,7 @@ from ammix.data import DeviceLoader, ImageDataset
 from ammix.engine import config_from_dict, load_checkpoint, saved_config
 from ammix.engine.checkpoint import resolve_checkpoint
 from ammix.engine.loop import load_data, make_model
+from ammix.engine.rundir import ANALYSIS
 from ammix.models import StagedModel
 
 
@@ -68,7 +69,7 @@ def analyze_run(run_dir: str | Path, features: RunFeatures | None = None) -> dic
     if rf.fine_labels is not None:
         fine = collapse_report(rf.features, rf.fine_labels)
         report.update({f"fine_{key}": value for key, value in fine.items()})
-    Path(run_dir, "analysis.json").write_text(json.dumps(report, indent=2) + "\n")
+    Path(run_dir, ANALYSIS).write_text(json.dumps(report, indent=2) + "\n")
     return report
 
 

@@ -141,6 +141,8 @@ def load_sweep(path: Path, methods: list[str] | None = None, seeds: list[int] | 
     if methods:
         sweep.variants = {m: {**sweep.variants.get(m, {}), "mixing.method": m} for m in methods}
     if seeds:
+        if not is_seed_list(list(seeds)):
+            raise SweepError(f"--seeds {' '.join(map(str, seeds))}: expected distinct integers >= 0")
         sweep.seeds = list(seeds)
     if sweep.protocol not in PROTOCOLS:
         raise SweepError(f"{path}: protocol {sweep.protocol!r} is not one of {', '.join(PROTOCOLS)}")
@@ -164,7 +166,7 @@ def check_spec(path: Path, spec: dict) -> None:
         raise SweepError(f"{path}: config: expected the path of a training config, got {config!r}")
     seeds = spec.get("seeds", [0])
     if not is_seed_list(seeds):
-        raise SweepError(f"{path}: seeds: expected a non-empty list of integers >= 0, got {seeds!r}")
+        raise SweepError(f"{path}: seeds: expected a non-empty list of distinct integers >= 0, got {seeds!r}")
     for key in ("overrides", "probe", "finetune"):
         if not isinstance(spec.get(key) or {}, dict):
             raise SweepError(f"{path}: {key}: expected a mapping of KEY: VALUE, got {spec[key]!r}")
@@ -187,9 +189,11 @@ def is_folder_name(name: object) -> bool:
 
 
 def is_seed_list(seeds: object) -> bool:
-    """Whether ``seeds`` is a non-empty list of integers >= 0."""
-    return isinstance(seeds, list) and bool(seeds) and all(
+    """Whether ``seeds`` is a non-empty list of distinct integers >= 0 (a seed twice is one run folder
+    trained twice, and one run counted twice in a table)."""
+    integers = isinstance(seeds, list) and all(
         isinstance(s, int) and not isinstance(s, bool) and s >= 0 for s in seeds)
+    return integers and bool(seeds) and len(set(seeds)) == len(seeds)
 
 
 def check_folder_name(what: str, name: object) -> None:

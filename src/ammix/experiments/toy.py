@@ -81,7 +81,9 @@ def load_toy(path: str | Path) -> dict:
             raise ToyError(f"{path}: {key[:-1]} {bad[0]!r}: expected a folder name "
                            "(letters, digits, . _ + = -)")
     if "seeds" in spec and not is_seed_list(spec["seeds"]):
-        raise ToyError(f"{path}: seeds: expected a non-empty list of integers >= 0, got {spec['seeds']!r}")
+        raise ToyError(
+            f"{path}: seeds: expected a non-empty list of distinct integers >= 0, got {spec['seeds']!r}"
+        )
     return spec
 
 
@@ -97,6 +99,8 @@ def run_toy(spec: dict, out_dir: str | Path, overrides: list[str] | None = None,
     """Train every (setting, variant, seed) of `spec`, draw one figure per setting (its first seed);
     returns one row per run. `seeds` (default: the file's ``seeds``, else the config's own seed)."""
     out_dir = Path(out_dir)
+    if seeds and not is_seed_list(list(seeds)):
+        raise ToyError(f"--seeds {' '.join(map(str, seeds))}: expected distinct integers >= 0")
     seeds = list(seeds or spec.get("seeds") or [None])
     # Validate every config before training anything: a typo should not surface after an hour.
     configs = toy_configs(spec, overrides, quick, settings, variants)
@@ -123,13 +127,17 @@ def run_toy(spec: dict, out_dir: str | Path, overrides: list[str] | None = None,
         )
     rows = []
     for setting, variant_configs in configs.items():
-        panels, class_names = [], None
+        panels, class_names, title = [], None, ""
         for variant, seed in ((v, s) for v in variant_configs for s in seeds):
             run_dir, config = planned[setting, variant, seed]
             print(f"[toy] {setting} / {variant}" + ("" if seed is None else f" / seed {seed}")
                   + f" -> {run_dir}", flush=True)
             start = time.time()
             summary = _train_or_reuse(config, run_dir)
+            if not summary.get("finished", True):  # train.stop_after_epochs: its numbers are not the run's
+                print(f"[toy] stopped after epoch {summary['epochs_done']}: not in the table or the map; "
+                      "the same command resumes it", flush=True)
+                continue
             rf = run_features(run_dir)
             if not (run_dir / "analysis.json").is_file():  # so that `ammix report OUT` tabulates the toy
                 analyze_run(run_dir, rf)
@@ -140,14 +148,14 @@ def run_toy(spec: dict, out_dir: str | Path, overrides: list[str] | None = None,
             if seed == seeds[0]:
                 panels.append((variant, rf.features, shown, rf.head, metrics))
             class_names = names
+            changes = " ".join(override_args(spec["settings"][setting] or {}))
+            title = f"{rf.test_set.name}, {setting}" + (f" ({changes})" if changes else "")
             last = summary.get("last", {})
             rows.append({"setting": setting, "method": variant, "seed": config["seed"],
                          "acc": last.get("acc"), "balanced_acc": last.get("balanced_acc"), **metrics,
                          "tail_range": tail_range(*learning_curve(run_dir)),
                          "wall_time_s": summary.get("wall_time_s"), "seconds": round(time.time() - start, 1)})
-        if rf.features.shape[1] == 2:
-            changes = " ".join(override_args(spec["settings"][setting] or {}))
-            title = f"{rf.test_set.name}, {setting}" + (f" ({changes})" if changes else "")
+        if panels and panels[0][1].shape[1] == 2:
             feature_map_figure(panels, class_names, out_dir / setting, title=title)
     @functools.cache
     def every_config() -> dict:  # built only when earlier rows are there to check
@@ -158,8 +166,8 @@ def run_toy(spec: dict, out_dir: str | Path, overrides: list[str] | None = None,
         folder = out_dir / row["setting"] / row["method"]
         if (folder / f"seed{row['seed']}").is_dir():
             folder = folder / f"seed{row['seed']}"
-        if not (folder / "config.yaml").is_file():
-            return False  # deleted (to run it again, perhaps with another config): nothing to check
+        if not is_finished(folder):
+            return False  # deleted (to run it again, perhaps with another config), or stopped early
         return config is None or other_config([(folder, dict(config, seed=row["seed"]))]) is None
 
     table = with_earlier_rows(rows, out_dir / "toy.json", spec, made_as_now)
@@ -175,8 +183,9 @@ def with_earlier_rows(rows: list[dict], path: Path, spec: dict,
     """``rows`` and, from ``path`` (an earlier call's toy.json), the rows of the runs this call did not
     run, so that a call on some settings, methods or seeds keeps the others in the table; in the
     order of the toy file (settings, then variants, then seeds). An earlier row whose run was made
-    with another config than this call's, or whose run folder is gone (``made_as_now`` false: a --quick
-    call, other overrides, a folder deleted) is left out, with a note: one table, one experiment."""
+    with another config than this call's, or whose run is gone or unfinished (``made_as_now`` false: a
+    --quick call, other overrides, a folder deleted, a run stopped early) is left out, with a note: one
+    table, one experiment."""
     def run_key(row: dict) -> tuple:
         return row["setting"], row["method"], row["seed"]
 
@@ -185,8 +194,8 @@ def with_earlier_rows(rows: list[dict], path: Path, spec: dict,
     other = [r for r in earlier if not made_as_now(r)]
     if other:
         names = ", ".join("/".join(map(str, run_key(r))) for r in other)
-        print(f"[toy] the table leaves out {len(other)} earlier run(s) made with another config, or whose "
-              f"folder is gone: {names}", flush=True)
+        print(f"[toy] the table leaves out {len(other)} earlier run(s) made with another config, or gone or "
+              f"unfinished: {names}", flush=True)
     merged = [r for r in earlier if r not in other] + rows
     settings, variants = list(spec["settings"]), list(spec["variants"])
 
