@@ -500,3 +500,45 @@ def test_a_seed_folder_holding_another_seeds_run_is_named(runs, tmp_path):
     assert (f"**warning**, a seed folder holds another seed: {runs / 'lt' / 'ce' / 'seed1'} holds a run of "
             "seed 7, reported as seed 1.") in text
     assert text.count("a seed folder holds another seed") == 1
+
+
+def test_one_seed_in_two_runs_of_a_row_is_refused(runs, tmp_path):
+    """seed01 beside seed1 (or a run folder with seed folders in it) made the row's n 4 with seed 1
+    twice, and paired.csv kept only one of the two: the table and its pairs disagreed, silently."""
+    _write_run(runs / "lt" / "ce" / "seed01", seed=1, summary=_summary(90.0, [90.0, 90.0]))
+    with pytest.raises(rep.ReportError) as err:
+        rep.report(runs, tmp_path / "out", baselines=["ce"])
+    assert str(err.value) == (
+        f"one seed in two runs of a row (seed 1 of lt/ce: {runs / 'lt' / 'ce' / 'seed01'}, "
+        f"{runs / 'lt' / 'ce' / 'seed1'}): a row takes one run a seed; move the others out of the runs "
+        "folder")
+    assert not (tmp_path / "out").exists()
+
+
+def test_a_transfer_stage_whose_pre_training_is_being_redone_is_left_out(tmp_path):
+    """A probe built on a pre-training that is now unfinished (trained again, --fresh) was reported as
+    if that pre-training were still its own: only a finished one with another checkpoint was caught."""
+    seed0 = tmp_path / "runs" / "c2f" / "am" / "seed0"
+    _write_run(seed0 / "pretrain", labels="coarse",
+               summary={"last": {"acc": 40.0}, "finished": True, "checkpoint_sha256": "aa"})
+    _write_run(seed0 / "probe", summary={"last": {"acc": 30.0}, "finished": True, "init_from_sha256": "aa"})
+    assert "## c2f / probe" in rep.report(tmp_path / "runs", tmp_path / "out")["markdown"].read_text()
+    _write_run(seed0 / "pretrain", labels="coarse", summary={"last": {"acc": 20.0}, "finished": False})
+    text = rep.report(tmp_path / "runs", tmp_path / "out")["markdown"].read_text()
+    assert "## c2f / probe" not in text
+    assert ("1 transfer-stage run(s) left out, built on another pre-training than the one in their seed "
+            "folder (run the sweep again to redo them): c2f/am/seed0/probe.") in text
+
+
+def test_a_small_nonzero_value_is_never_printed_as_zero(tmp_path):
+    """A column's decimals follow its largest mean: a probe's gradient of 1e-6 beside another's 2e-3
+    printed 0.0000, as if the fit had reached zero."""
+    root = tmp_path / "runs"
+    for variant, grad in (("ce", 2e-3), ("am", 1e-6)):
+        _write_run(root / "s" / variant / "seed0", method=variant,
+                   summary={"last": {"acc": 70.0, "ece": grad}})
+    md = rep.report(root, tmp_path / "o", ["last.ece"], echo=False)["markdown"].read_text()
+    assert "| am | 1 | 1.00e-06 |" in md and "| ce | 1 | 2.00e-03 |" in md
+    _write_run(root / "s" / "am" / "seed0", method="am", summary={"last": {"acc": 70.0, "ece": 1e-3}})
+    md = rep.report(root, tmp_path / "o", ["last.ece"], echo=False)["markdown"].read_text()
+    assert "| am | 1 | 0.0010 |" in md and "| ce | 1 | 0.0020 |" in md

@@ -283,17 +283,26 @@ def scan_runs(runs_dir: str | os.PathLike,
 LINEAGE = ("init_from_sha256", "checkpoint_sha256")  # summary.json: what a transfer stage started from
 
 
-def other_pretraining(records: Sequence[dict]) -> list[dict]:
-    """The transfer-stage records built on another pre-training than the finished one in their seed
-    folder: the checkpoint they started from (``init_from_sha256``) is not the pre-training's
-    (``checkpoint_sha256``; both in summary.json). Runs that record neither are not judged."""
+def other_pretraining(records: Sequence[dict], unfinished: Sequence[str] = ()) -> list[dict]:
+    """The transfer-stage records built on another pre-training than the one in their seed folder: the
+    checkpoint they started from (``init_from_sha256``) is not the finished pre-training's
+    (``checkpoint_sha256``; both in summary.json), or the pre-training there is unfinished (in
+    ``unfinished``: it is being trained again, and a stage only starts from a finished one). Runs that
+    record neither, or whose seed folder has no pre-training, are not judged."""
     def lineage(r: dict, key: str) -> str | None:
         return r.get("lineage", {}).get(key)
 
     made = {(r["sweep"], r["variant"], r["seed"]): lineage(r, "checkpoint_sha256")
             for r in records if r["stage"] == "pretrain"}
+    redone = {str(Path(p)) for p in unfinished}
+
+    def stale(r: dict) -> bool:
+        if str(Path(r["path"]).parent / "pretrain") in redone:
+            return True
+        return made.get((r["sweep"], r["variant"], r["seed"])) not in (None, lineage(r, "init_from_sha256"))
+
     return [r for r in records if r["stage"] not in ("", "pretrain") and lineage(r, "init_from_sha256")
-            and made.get((r["sweep"], r["variant"], r["seed"])) not in (None, lineage(r, "init_from_sha256"))]
+            and stale(r)]
 
 
 def device_text(summary: dict) -> str:
@@ -420,6 +429,18 @@ def seed_mismatches(records: Sequence[dict]) -> list[str]:
     return [f"{r['path']} holds a run of seed {r['config']['seed']}, reported as seed {r['seed']}"
             for r in records if r["seed"] is not None and isinstance(r.get("config"), dict)
             and isinstance(r["config"].get("seed"), int) and r["config"]["seed"] != r["seed"]]
+
+
+def repeated_seeds(records: Sequence[dict]) -> list[str]:
+    """One line per seed that two or more runs of one row hold (``seed1`` beside ``seed01``, a run folder
+    with a seed folder inside it): the row would count that seed twice and pair only one of them."""
+    folders: dict[tuple, list[str]] = {}
+    for r in records:
+        if r["seed"] is not None:
+            key = (r["sweep"], r.get("stage", ""), r["variant"], r["seed"])
+            folders.setdefault(key, []).append(r["path"])
+    return [f"seed {seed} of {'/'.join(filter(None, (sweep, stage, variant)))}: {', '.join(paths)}"
+            for (sweep, stage, variant, seed), paths in folders.items() if len(paths) > 1]
 
 
 def config_disagreements(records: Sequence[dict]) -> list[str]:
@@ -642,7 +663,10 @@ def _decimals(values: Iterable[float]) -> int:
         return 2
     if top < 1e-3:
         return SCIENTIFIC
-    return int(min(4, max(0, 3 - math.floor(math.log10(top)))))
+    decimals = int(min(4, max(0, 3 - math.floor(math.log10(top)))))
+    smallest = min((v for v in finite if v > 0.0), default=top)
+    # a nonzero value that would print as 0 (a probe's 1e-6 gradient beside another's 2e-3) is not zero
+    return SCIENTIFIC if smallest < 0.5 * 10.0**-decimals else decimals
 
 
 def _fixed(value: float, decimals: int) -> str:
@@ -984,7 +1008,7 @@ def report(runs_dir: str | os.PathLike, out_dir: str | os.PathLike | None = None
     Returns ``{"markdown": Path, "csv": Path, "runs_csv": Path, "per_class_csv": Path | None,
     "paired_csv": Path | None, "figures": [Path, ...]}``.
     ``ReportError`` when ``runs_dir`` is missing or holds no finished run, a pattern of ``variants``
-    matches no finished run, or a baseline is no variant.
+    matches no finished run, a baseline is no variant, or two runs of one row hold the same seed.
     """
     runs_dir = Path(runs_dir)
     out_dir = Path(out_dir) if out_dir is not None else runs_dir / "report"
@@ -997,8 +1021,12 @@ def report(runs_dir: str | os.PathLike, out_dir: str | os.PathLike | None = None
     if variants:
         records = select_variants(records, variants)
         unfinished = [u for u in unfinished if _matches(_variant_of(Path(u), runs_dir), variants)]
-    stale = [r["path"] for r in other_pretraining(records)]
+    stale = [r["path"] for r in other_pretraining(records, unfinished)]
     records = [r for r in records if r["path"] not in stale]
+    repeated = repeated_seeds(records)
+    if repeated:
+        raise ReportError(f"one seed in two runs of a row ({'; '.join(repeated)}): a row takes one run a "
+                          "seed; move the others out of the runs folder")
     reported = sorted({r["variant"] for r in records})
     unknown = [b for b in baselines if b not in reported]
     if unknown:
