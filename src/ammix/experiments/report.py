@@ -37,8 +37,9 @@ Units. A metric is an accuracy when a part of its dotted name contains ``acc`` o
 the CSVs and the figures: the unit is decided by the file a value comes from (:data:`ACCURACY_SCALE`),
 never by the values: ``summary.json`` stores percent (kept), ``analysis.json`` fractions (× 100 when
 read). The Markdown shows accuracies with 2 decimals, other metrics as stored with one number of
-decimals per column chosen from the column's largest magnitude (a column whose values all lie below
-1e-3, such as ``probe.grad_max``, in scientific notation); the CSVs keep full precision.
+decimals per column chosen from the column's largest magnitude (in scientific notation when its values
+all lie below 1e-3, such as ``probe.grad_max``, or one nonzero value would print as 0); the CSVs keep
+full precision.
 
 Columns. By default the first present name of each entry of :data:`PREFERRED_METRICS` (a metric shown
 when some run has it, with fallback names); when none is present, every scalar metric. ``metrics=``
