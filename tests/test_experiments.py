@@ -458,7 +458,9 @@ def test_toy_protocol_writes_figures_and_table(tmp_path, monkeypatch):
     ]
     for setting in ("balanced", "coarse-to-fine"):
         assert (tmp_path / f"{setting}.png").stat().st_size > 0 and (tmp_path / f"{setting}.pdf").is_file()
-    assert "| balanced | am_mixup |" in (tmp_path / "toy.md").read_text()
+    table = (tmp_path / "toy.md").read_text()
+    assert "| balanced | am_mixup |" in table
+    assert "\ncoarse-to-fine: trained on coarse labels; the accuracies are over the coarse classes" in table
 
 
 def test_demo_verdicts_name_the_best_method_per_setting():

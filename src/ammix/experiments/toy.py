@@ -152,6 +152,7 @@ def run_toy(spec: dict, out_dir: str | Path, overrides: list[str] | None = None,
             title = f"{rf.test_set.name}, {setting}" + (f" ({changes})" if changes else "")
             last = summary.get("last", {})
             rows.append({"setting": setting, "method": variant, "seed": config["seed"],
+                         **({"features_by": "fine classes"} if rf.fine_labels is not None else {}),
                          "acc": last.get("acc"), "balanced_acc": last.get("balanced_acc"), **metrics,
                          "tail_range": tail_range(*learning_curve(run_dir)),
                          "wall_time_s": summary.get("wall_time_s"), "seconds": round(time.time() - start, 1)})
@@ -248,6 +249,11 @@ def format_table(rows: list[dict]) -> str:
     lines += ["", "n: runs (seeds) averaged, mean ± sample std; [k/n]: over the k runs where the value is "
               "defined."]
     lines += [f"{key}: {metric_definition(key)}" for key in TABLE_METRICS]
+    by_fine = sorted({r["setting"] for r in rows if r.get("features_by") == "fine classes"})
+    if by_fine:
+        lines.append(f"{', '.join(by_fine)}: trained on coarse labels; the accuracies are over the coarse "
+                     "classes, the feature metrics over the fine ones (ammix report: analysis.fine_*); no "
+                     "margins or midpoints (they need the head's classes)")
     return "\n".join(lines) + "\n"
 
 
