@@ -111,9 +111,13 @@ def test_resume_equals_uninterrupted_run(tmp_path, method):
     # As if the run was killed after writing epoch 2's metrics line but before its checkpoint.
     with open(cut / "metrics.jsonl", "a") as f:
         f.write(json.dumps({"epoch": 2, "train_loss": 123.0}) + "\n")
+    (cut / "analysis.json").write_text("{}")  # of epoch 1's checkpoint, which the resumed run replaces
     resumed = train(tiny(*overrides), cut, resume=True)
 
-    assert resumed["finished"]
+    assert resumed["finished"] and not (cut / "analysis.json").exists()
+    (cut / "analysis.json").write_text("{}")
+    train(tiny(*overrides), cut, resume=True)  # finished: nothing trains, its analysis stays
+    assert (cut / "analysis.json").is_file()
     assert_same_weights(full, cut)
     assert metrics_without_timings(full) == metrics_without_timings(cut)
     full_summary = json.loads((full / "summary.json").read_text())
@@ -430,9 +434,24 @@ def test_a_corrupt_pretrained_download_in_the_cache_is_a_one_line_error(tmp_path
     with pytest.raises(DataError) as err:
         make_model(cfg, train_set)
     assert str(err.value).startswith(
-        "model 'resnet18': its pretrained weights could not be loaded (UnpicklingError: "
+        "model 'resnet18': its pretrained weights could not be read (UnpicklingError: "
     )
-    assert str(err.value).endswith("delete that file and download again")
+    assert str(err.value).endswith("delete it and download again") and "\n" not in str(err.value)
+    whole = tmp_path / "whole.pth"
+    torch.save({"w": torch.zeros(1000)}, whole)
+    for cut, error in ((-100, r"OSError: \[Errno 22\]"), (-5000, "RuntimeError: PytorchStreamReader failed")):
+        cached.write_bytes(whole.read_bytes()[:cut])  # a zip cut short
+        with pytest.raises(DataError, match=rf"its pretrained weights could not be read \({error}"):
+            make_model(cfg, train_set)
+
+    import ammix.models.torchvision_resnet as tv
+
+    def mismatched(weights, **options):  # the weights read, but do not fit: not the cache's fault
+        raise RuntimeError("Error(s) in loading state_dict for ResNet:\n\tsize mismatch for conv1.weight")
+
+    monkeypatch.setitem(tv._CONSTRUCTORS, "resnet18", mismatched)
+    with pytest.raises(RuntimeError, match="size mismatch"):
+        make_model(cfg, train_set)
 
 
 def test_resume_of_a_run_from_before_the_loss_section(tmp_path):

@@ -132,8 +132,9 @@ def test_toy_file_errors(tmp_path, spec, fragment):
         toy.load_toy(path)
 
 
-def test_toy_seeds_given_twice_are_a_one_line_error(capsys):
-    assert main(["toy", "configs/toy-mini-cifar-cpu.yaml", "--seeds", "1", "1", "--out", "unused"]) == 2
+def test_toy_seeds_given_twice_are_a_one_line_error(tmp_path, capsys):
+    spec = str(SMOKE.parent / "toy-mini-cifar-cpu.yaml")
+    assert main(["toy", spec, "--seeds", "1", "1", "--out", str(tmp_path)]) == 2
     assert capsys.readouterr().err == "ammix toy: --seeds 1 1: expected distinct integers >= 0\n"
 
 
@@ -555,6 +556,14 @@ def test_toy_leaves_a_run_stopped_early_out_until_it_is_resumed(tmp_path, capsys
     assert json.loads((run_dir / "analysis.json").read_text())["feature_norm"] == pytest.approx(
         row["feature_norm"])
     assert row["feature_norm"] > 0 and (tmp_path / "balanced.png").is_file()
+    # A toy file without seeds trains in the variant's folder: seed folders beside it would repeat a seed.
+    del spec["seeds"]
+    with pytest.raises(toy.ToyError, match="this variant would have runs both in seed folders and without"):
+        run_toy(spec, tmp_path, tiny(2))
+    moved = tmp_path / "no-seeds"
+    run_toy(spec, moved, tiny(2))
+    with pytest.raises(toy.ToyError, match=f"^{moved / 'balanced' / 'ce' / 'seed1'}: this variant"):
+        run_toy(spec, moved, tiny(2), seeds=[1])
 
 
 @pytest.mark.slow

@@ -279,7 +279,9 @@ def _train(cfg, run_dir, resume, info, device, amp_dtype, command) -> dict:
     t = _set_up(cfg, run_dir, info, device, amp_dtype)
     if resume and t.ckpt_path.exists():
         _resume(t)
-    _prepare_run_dir(t)
+    epochs = cfg.train.epochs
+    end_epoch = min(epochs, cfg.train.stop_after_epochs or epochs)
+    _prepare_run_dir(t, end_epoch)
 
     # Wrap for DDP and compile (optional) once the weights are final.
     if cfg.train.compile:
@@ -287,8 +289,6 @@ def _train(cfg, run_dir, resume, info, device, amp_dtype, command) -> dict:
     t.ddp_model = wrap_ddp(t.model, device)
     t.step = _make_step(t)
     writer = _tensorboard(t)
-    epochs = cfg.train.epochs
-    end_epoch = min(epochs, cfg.train.stop_after_epochs or epochs)
     bar_on = info.is_main and (
         cfg.train.progress == "on" or (cfg.train.progress == "auto" and sys.stderr.isatty())
     )
@@ -451,14 +451,15 @@ def _resume(t: Trainer) -> None:
     t.resumed, t.checkpoint_epoch = True, t.start_epoch
 
 
-def _prepare_run_dir(t: Trainer) -> None:
+def _prepare_run_dir(t: Trainer, end_epoch: int) -> None:
     """Rank 0: a new run writes its resolved config; a resumed one drops the metrics lines of epochs
-    after its checkpoint."""
+    after its checkpoint and, when it trains on (to ``end_epoch``), the analysis of its checkpoint."""
     if t.info.is_main:
         if t.resumed:
             remove_stale_temps(t.run_dir)
             truncate_metrics(t.run_dir, t.start_epoch)
-            (t.run_dir / ANALYSIS).unlink(missing_ok=True)  # it describes a checkpoint this run replaces
+            if t.start_epoch < end_epoch:  # the analysis of a checkpoint this run replaces
+                (t.run_dir / ANALYSIS).unlink(missing_ok=True)
         elif holds_run(t.run_dir):  # --fresh, or --resume of a run killed before its first checkpoint
             wipe_run_dir(t.run_dir)
         t.run_dir.mkdir(parents=True, exist_ok=True)

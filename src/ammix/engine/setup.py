@@ -6,6 +6,7 @@ Pure helpers that the training loop (``ammix.engine.loop``) calls once before it
 from __future__ import annotations
 
 import contextlib
+import errno
 import pickle
 import random
 
@@ -167,22 +168,36 @@ def make_model(cfg: Config, train_set: D.ImageDataset) -> nn.Module:
         )
     try:
         return build_model(cfg.model.name, train_set.num_classes, **options)
-    except OSError as exc:  # before ValueError: a Hugging Face cache miss is both
-        raise DataError(
+    except (OSError, RuntimeError, pickle.UnpicklingError, EOFError) as exc:
+        if _damaged_weights(exc, options):  # loaded from the cache, and failing, on every later run
+            first_line = str(exc).splitlines()[0] if str(exc) else ""
+            raise DataError(
+                f"model {cfg.model.name!r}: its pretrained weights could not be read ({type(exc).__name__}: "
+                f"{first_line}); a damaged file in the torch hub cache ($TORCH_HOME/hub/checkpoints)? "
+                f"delete it and download again"
+            ) from None
+        if not isinstance(exc, OSError):
+            raise
+        raise DataError(  # before ValueError below: a Hugging Face cache miss is both
             f"model {cfg.model.name!r}: a file it needs could not be read ({exc}); pretrained weights are "
             f"downloaded once where there is a network (torch hub / Hugging Face cache), or train without"
         ) from None
     except (ValueError, TypeError) as exc:
         raise component_error("model", "name", cfg.model.name, cfg.model.options, exc) from None
-    except (RuntimeError, pickle.UnpicklingError, EOFError) as exc:
-        if not (options.get("pretrained") or options.get("weights") is not None):
-            raise
-        # a download cut short stays in the cache and fails the same way on every later run
-        raise DataError(
-            f"model {cfg.model.name!r}: its pretrained weights could not be loaded ({type(exc).__name__}: "
-            f"{exc}); a partial or corrupt download in the cache (torch hub: $TORCH_HOME/hub/checkpoints, "
-            f"Hugging Face: $HF_HOME/hub)? delete that file and download again"
-        ) from None
+
+
+def _damaged_weights(exc: BaseException, options: dict) -> bool:
+    """Whether ``exc``, raised while building a model with pretrained weights, says the weights file
+    itself is damaged (not a failed download, nor a size mismatch from an option that changes the
+    architecture): an unpickling error, a zip torch cannot read (cut short: ``EINVAL``, or its reader's
+    error) or torch.hub's hash check."""
+    if not (options.get("pretrained") or options.get("weights") is not None):
+        return False
+    if isinstance(exc, OSError):
+        return exc.errno == errno.EINVAL
+    if isinstance(exc, RuntimeError):
+        return any(text in str(exc) for text in ("PytorchStreamReader", "invalid hash value"))
+    return True
 
 
 def make_loss(cfg: Config, class_counts: list[int], device: torch.device) -> SoftCrossEntropy:

@@ -438,7 +438,7 @@ def repeated_seeds(records: Sequence[dict]) -> list[str]:
     folders: dict[tuple, list[str]] = {}
     for r in records:
         if r["seed"] is not None:
-            key = (r["sweep"], r.get("stage", ""), r["variant"], r["seed"])
+            key = (r["sweep"], r["stage"], r["variant"], r["seed"])
             folders.setdefault(key, []).append(r["path"])
     return [f"seed {seed} of {'/'.join(filter(None, (sweep, stage, variant)))}: {', '.join(paths)}"
             for (sweep, stage, variant, seed), paths in folders.items() if len(paths) > 1]

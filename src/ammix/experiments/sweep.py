@@ -159,7 +159,7 @@ def load_sweep(path: Path, methods: list[str] | None = None, seeds: list[int] | 
 
 
 def check_spec(path: Path, spec: dict) -> None:
-    """SweepError for a sweep file of the wrong shape: each key's type, seeds as non-negative integers,
+    """SweepError for a sweep file of the wrong shape: each key's type, seeds as distinct integers >= 0,
     names that are folder names, transfer-stage keys only in a coarse_to_fine sweep."""
     if not isinstance(spec.get("config"), str):
         config = spec.get("config")

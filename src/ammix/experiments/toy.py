@@ -29,6 +29,7 @@ import argparse
 import functools
 import json
 import math
+import re
 import statistics
 import sys
 import time
@@ -41,7 +42,7 @@ from ammix.analysis import collapse_report, feature_map_figure, metric_definitio
 from ammix.engine import apply_overrides, train
 from ammix.engine.checkpoint import atomic_write_bytes
 from ammix.engine.config import as_config
-from ammix.engine.rundir import holds_run
+from ammix.engine.rundir import CONFIG, holds_run
 
 from .analyze import analyze_run, run_features
 from .curves import learning_curve, tail_range
@@ -50,6 +51,9 @@ from .sweep import is_finished, is_folder_name, is_seed_list, more_runs, other_c
 TOY_KEYS = {"name", "config", "variants", "settings", "quick", "seeds"}
 TABLE_METRICS = ("acc", "balanced_acc", "alignment", "uniformity", "neighbour_uniformity", "feature_norm",
                  "margin_ratio", "midpoint_third_class", "tail_range")
+
+
+_SEED_FOLDER = re.compile(r"^seed\d+$")
 
 
 class ToyError(ValueError):
@@ -93,6 +97,15 @@ def _train_or_reuse(config: dict, run_dir: Path) -> dict:
     return train(config, run_dir, resume=holds_run(run_dir))
 
 
+def _beside_other_layout(run_dir: Path) -> bool:
+    """Whether a run planned in ``run_dir`` would sit beside a run of the same variant in the other
+    layout: a seed folder inside a variant folder that holds a run, or the reverse."""
+    if _SEED_FOLDER.match(run_dir.name):
+        return (run_dir.parent / CONFIG).is_file()
+    return run_dir.is_dir() and any(_SEED_FOLDER.match(d.name) and (d / CONFIG).is_file()
+                                    for d in run_dir.iterdir())
+
+
 def run_toy(spec: dict, out_dir: str | Path, overrides: list[str] | None = None, quick: bool = False,
             settings: list[str] | None = None, variants: list[str] | None = None,
             seeds: list[int] | None = None) -> list[dict]:
@@ -113,6 +126,11 @@ def run_toy(spec: dict, out_dir: str | Path, overrides: list[str] | None = None,
         for variant in variant_configs
         for seed in seeds
     }
+    mixed = [d for d, _ in planned.values() if _beside_other_layout(d)]
+    if mixed:  # `ammix report OUT` would count one seed twice
+        raise ToyError(f"{mixed[0]}: this variant would have runs both in seed folders and without one (a "
+                       "toy file without seeds, then --seeds); use another --out, or move the earlier run "
+                       "out")
     reason = other_config(list(planned.values()))
     if reason:
         raise ToyError(f"{reason}; use another --out, or delete that folder to run it again")
