@@ -588,6 +588,18 @@ def test_long_tailed_protocol_with_every_method(tmp_path, method):
     assert expected <= set(report)
 
 
+def test_the_analysis_calibrates_an_ldam_run_on_its_scaled_cosines(tmp_path):
+    import torch
+
+    from ammix.analysis import expected_calibration_error
+    from ammix.experiments.analyze import run_features
+
+    train(load_config(SMOKE, tiny(1) + ["loss.name=ldam", "loss.scale=30", "model.head=cosine"]), tmp_path)
+    rf = run_features(tmp_path)
+    torch.testing.assert_close(rf.logits, 30.0 * rf.head(rf.features))
+    assert analyze_run(tmp_path, rf)["ece"] == pytest.approx(expected_calibration_error(rf.logits, rf.labels))
+
+
 @pytest.mark.skipif(shutil.which("bash") is None, reason="needs bash")
 def test_cpu_reproduction_script_runs_every_sweep_and_toy_in_float32_with_amp_off(tmp_path):
     """benchmarks/run_cpu_reproduction.sh with a stand-in `ammix` that records its arguments."""

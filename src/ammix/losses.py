@@ -109,6 +109,10 @@ class SoftCrossEntropy:
     def adjust_logits(self, logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
         return logits
 
+    def predictive_logits(self, logits: torch.Tensor) -> torch.Tensor:
+        """The logits whose softmax is the model's predicted distribution at test time (calibration)."""
+        return logits
+
     def __call__(self, logits: torch.Tensor, targets: torch.Tensor, epoch: float) -> torch.Tensor:
         check_targets(logits, targets)  # before a margin or prior broadcasts against class indices
         return weighted_soft_cross_entropy(
@@ -150,6 +154,9 @@ class LDAMLoss(SoftCrossEntropy):
 
     def adjust_logits(self, logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
         return self.scale * (logits - targets * self.margins.to(logits.device))
+
+    def predictive_logits(self, logits: torch.Tensor) -> torch.Tensor:
+        return self.scale * logits  # trained as softmax(s * cos): the cosines alone are far too flat
 
 
 class BalancedSoftmaxLoss(SoftCrossEntropy):

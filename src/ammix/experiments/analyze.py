@@ -14,8 +14,9 @@ from ammix.analysis import collapse_report
 from ammix.data import DeviceLoader, ImageDataset
 from ammix.engine import config_from_dict, load_checkpoint, saved_config
 from ammix.engine.checkpoint import resolve_checkpoint
-from ammix.engine.loop import load_data, make_model
+from ammix.engine.loop import load_data, make_loss, make_model
 from ammix.engine.rundir import ANALYSIS
+from ammix.losses import SoftCrossEntropy
 from ammix.models import StagedModel
 
 
@@ -31,24 +32,26 @@ class RunFeatures:
     test_set: ImageDataset
 
 
-def load_trained(run_dir: str | Path) -> tuple[StagedModel, ImageDataset]:
-    """The run's model with its last checkpoint's weights (on CPU, eval mode) and its test split."""
+def load_trained(run_dir: str | Path) -> tuple[StagedModel, ImageDataset, SoftCrossEntropy]:
+    """The run's model with its last checkpoint's weights (on CPU, eval mode), its test split and its
+    loss (which says how its logits become probabilities)."""
     cfg = config_from_dict(saved_config(run_dir))
     train_set, test_set = load_data(cfg)
     model = make_model(cfg, train_set)
     model.load_state_dict(load_checkpoint(resolve_checkpoint(run_dir))["model"])
-    return model.eval(), test_set
+    return model.eval(), test_set, make_loss(cfg, train_set.class_counts(), torch.device("cpu"))
 
 
 @torch.no_grad()
 def run_features(run_dir: str | Path, batch_size: int = 512) -> RunFeatures:
-    """Features and logits of the run's test split, in the split's order."""
-    model, test_set = load_trained(run_dir)
+    """Features and logits of the run's test split, in the split's order; the logits are those whose
+    softmax the run was trained to calibrate (LDAM's scaled cosines)."""
+    model, test_set, loss_fn = load_trained(run_dir)
     features = [model.features(x) for x, _ in DeviceLoader(test_set, batch_size, train=False, augment=None)]
     features = torch.cat(features)
     return RunFeatures(
         features=features,
-        logits=model.head(features),
+        logits=loss_fn.predictive_logits(model.head(features)),
         labels=test_set.labels,
         fine_labels=getattr(test_set, "fine_labels", None),
         head=model.head,
