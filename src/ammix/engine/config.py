@@ -163,7 +163,7 @@ class TrainConfig:
     device: str = _opt("auto", "auto (CUDA, then MPS, then CPU), cpu, cuda, cuda:N or mps")
     amp: str = _opt(
         "auto",
-        "autocast: auto (bf16 on CUDA and on CPUs with native bf16, else off)",
+        "autocast of training and evaluation: auto (bf16 on CUDA and on CPUs with native bf16, else off)",
         choices=("auto", "bf16", "fp16", "off"),
     )
     channels_last: str = _opt(
