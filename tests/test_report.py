@@ -323,7 +323,7 @@ def test_every_column_is_defined_in_the_report(runs, tmp_path, capsys):
         "- `last.acc`: top-1 accuracy on the test set (%); summary.json, last evaluation.",
         "- `wall_time_s`: wall-clock time of the training in seconds, summed over resumed sessions.",
         "- `best.epoch`: the epoch of that evaluation; summary.json, the evaluation with the best "
-        "train.best_metric.",
+        "train.best_metric, chosen on the test split itself (optimistic: not a held-out number).",
         "- `last.loss`: as the run recorded it (no definition in ammix.analysis.definitions).",
     ]
     with pytest.raises(SystemExit):

@@ -59,7 +59,8 @@ METRIC_DEFINITIONS: dict[str, str] = {
 #: What the first part of a dotted metric name says about where the value comes from.
 METRIC_SOURCES: dict[str, str] = {
     "last": "summary.json, last evaluation",
-    "best": "summary.json, the evaluation with the best train.best_metric",
+    "best": "summary.json, the evaluation with the best train.best_metric, chosen on the test split "
+            "itself (optimistic: not a held-out number)",
     "analysis": "analysis.json, the last checkpoint",
     "curve": "metrics.jsonl, the learning curve",
     "probe": "metrics.jsonl, the fit of the L-BFGS probe (train.probe: lbfgs)",

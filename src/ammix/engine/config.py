@@ -158,7 +158,8 @@ class TrainConfig:
     eval_every: int = _opt(1, "evaluate on the test split every N epochs (and at the end)", ge=1)
     checkpoint_every: int = _opt(1, "write last.pt every N epochs (and at the end)", ge=1)
     best_metric: str = _opt(
-        "balanced_acc", "metric that picks the best epoch", choices=("acc", "balanced_acc")
+        "balanced_acc", "metric that picks the best epoch (on the test split: summary's best.*, optimistic)",
+        choices=("acc", "balanced_acc"),
     )
     device: str = _opt("auto", "auto (CUDA, then MPS, then CPU), cpu, cuda, cuda:N or mps")
     amp: str = _opt(
