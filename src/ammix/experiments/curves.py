@@ -40,8 +40,9 @@ def curve_points(lines: Sequence[dict], metric: str = CURVE_METRIC) -> tuple[lis
 
 def tail_range(epochs: Sequence[int], values: Sequence[float],
                fraction: float = TAIL_FRACTION) -> float | None:
-    """max - min of the values evaluated in the last ``fraction`` of the epochs (``None`` without
-    two such evaluations: too few to tell a plateau)."""
+    """max - min of the values evaluated in the last ``fraction`` of the epochs, counted from the
+    evaluation at its start (epochs 80 to 100 of 100: the change over the span, not only within it;
+    ``None`` without two such evaluations: too few to tell a plateau)."""
     if not epochs:
         return None
     start = max(epochs) * (1.0 - fraction)
