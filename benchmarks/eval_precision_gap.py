@@ -1,7 +1,8 @@
 """How far a run's test accuracy in summary.json, evaluated under the run's autocast (bf16 in the bf16
 runs), lies from the same final checkpoint re-scored in float32 by ``ammix analyze`` (analysis.json's
-``accuracy``), over every committed kept run that has both files (``mean_points``: summary.json minus
-analysis.json, signed):
+``accuracy``), over the committed kept runs that have both files, each run once (a run copied into
+several reports has the same two files in each; ``mean_points``: summary.json minus analysis.json,
+signed; ``lower``/``higher``: runs whose summary.json is below / above):
 
     python benchmarks/eval_precision_gap.py docs/results --out benchmarks/results/eval_precision_gap.json
 """
@@ -19,11 +20,16 @@ from ammix.experiments.report import device_text
 def gaps(root: Path) -> dict[str, list[tuple[float, str]]]:
     """Precision ("cpu, bfloat16", ...) -> (last.acc - 100 * accuracy in points, run folder) a run."""
     out: dict[str, list[tuple[float, str]]] = {}
+    seen = set()
     for summary_file in sorted(root.rglob("summary.json")):
         analysis_file = summary_file.with_name("analysis.json")
         if not analysis_file.is_file():
             continue
-        summary, analysis = json.loads(summary_file.read_text()), json.loads(analysis_file.read_text())
+        texts = (summary_file.read_text(), analysis_file.read_text())
+        if texts in seen:  # a copy of a run counted already
+            continue
+        seen.add(texts)
+        summary, analysis = json.loads(texts[0]), json.loads(texts[1])
         acc = (summary.get("last") or {}).get("acc")
         if acc is None or "accuracy" not in analysis:
             continue
@@ -42,6 +48,8 @@ def main() -> None:
         sizes = [abs(g) for g, _ in runs]
         largest = max(runs, key=lambda run: abs(run[0]))
         result[precision] = {"runs": len(runs), "differ": sum(s > 1e-6 for s in sizes),
+                             "lower": sum(g < -1e-6 for g, _ in runs),
+                             "higher": sum(g > 1e-6 for g, _ in runs),
                              "median_abs_points": round(statistics.median(sizes), 4),
                              "mean_points": round(statistics.mean(g for g, _ in runs), 4),
                              "max_abs_points": round(abs(largest[0]), 4), "max_run": largest[1]}

@@ -45,7 +45,7 @@ def load_trained(run_dir: str | Path) -> tuple[StagedModel, ImageDataset, SoftCr
 @torch.no_grad()
 def run_features(run_dir: str | Path, batch_size: int = 512) -> RunFeatures:
     """Features and logits of the run's test split, in the split's order; the logits are those whose
-    softmax the run was trained to calibrate (LDAM's scaled cosines)."""
+    softmax is the run's predicted distribution at test time (LDAM's scaled cosines)."""
     model, test_set, loss_fn = load_trained(run_dir)
     features = [model.features(x) for x, _ in DeviceLoader(test_set, batch_size, train=False, augment=None)]
     features = torch.cat(features)
