@@ -147,7 +147,8 @@ CONTEXT = (
 CONTEXT_KEYS = ("dataset", "imbalance_factor", "profile", "labels", "method", "loss", "model", "device")
 
 STAGE_ORDER = ("", "pretrain", "probe", "finetune")
-_SEED_DIR = re.compile(r"^seed[_-]?(\d+)$")
+#: A seed folder's name (seed1, seed_1, seed-1), its seed the group.
+SEED_DIR = re.compile(r"^seed[_-]?(\d+)$")
 _ACC_PARTS = {"many", "medium", "few", "top1", "top5"}
 
 #: How each file stores its accuracies, as the factor that makes them percent: ``summary.json`` in percent
@@ -209,13 +210,13 @@ def _group_keys(rel: tuple[str, ...], runs_dir: Path, config: dict) -> tuple[str
     keys are the names of the folders above it."""
     root = runs_dir.resolve().parts
     full, n_root = root + rel, len(root)
-    seed_at = max((i for i in range(max(1, n_root - 2), len(full)) if _SEED_DIR.match(full[i])), default=None)
+    seed_at = max((i for i in range(max(1, n_root - 2), len(full)) if SEED_DIR.match(full[i])), default=None)
     if seed_at is None:
         seed = config.get("seed")
         seed = seed if isinstance(seed, int) and not isinstance(seed, bool) else None
         stage, end = "", len(full)
     else:
-        seed = int(_SEED_DIR.match(full[seed_at]).group(1))
+        seed = int(SEED_DIR.match(full[seed_at]).group(1))
         stage, end = "/".join(full[seed_at + 1:]), seed_at
     variant = full[end - 1] if end >= 1 else ""
     sweep = "/".join(full[n_root:end - 1]) or (full[end - 2] if end >= 2 else "")
@@ -244,8 +245,8 @@ def scan_runs(runs_dir: str | os.PathLike,
         is_run = "summary.json" in files or "config.yaml" in files
         # a seed folder, or a stage folder in a seed folder that is no run itself, with nothing in it yet
         bare_seed = bool(rel) and not dirs and bool(
-            _SEED_DIR.match(rel[-1])
-            or (len(rel) >= 2 and _SEED_DIR.match(rel[-2])
+            SEED_DIR.match(rel[-1])
+            or (len(rel) >= 2 and SEED_DIR.match(rel[-2])
                 and not any((here.parent / f).is_file() for f in ("summary.json", "config.yaml"))))
         if not is_run and not bare_seed:
             continue

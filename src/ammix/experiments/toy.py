@@ -29,7 +29,6 @@ import argparse
 import functools
 import json
 import math
-import re
 import statistics
 import sys
 import time
@@ -46,14 +45,12 @@ from ammix.engine.rundir import CONFIG, holds_run
 
 from .analyze import analyze_run, run_features
 from .curves import learning_curve, tail_range
+from .report import SEED_DIR
 from .sweep import is_finished, is_folder_name, is_seed_list, more_runs, other_config, override_args
 
 TOY_KEYS = {"name", "config", "variants", "settings", "quick", "seeds"}
 TABLE_METRICS = ("acc", "balanced_acc", "alignment", "uniformity", "neighbour_uniformity", "feature_norm",
                  "margin_ratio", "midpoint_third_class", "tail_range")
-
-
-_SEED_FOLDER = re.compile(r"^seed\d+$")
 
 
 class ToyError(ValueError):
@@ -100,9 +97,9 @@ def _train_or_reuse(config: dict, run_dir: Path) -> dict:
 def _beside_other_layout(run_dir: Path) -> bool:
     """Whether a run planned in ``run_dir`` would sit beside a run of the same variant in the other
     layout: a seed folder inside a variant folder that holds a run, or the reverse."""
-    if _SEED_FOLDER.match(run_dir.name):
+    if SEED_DIR.match(run_dir.name):
         return (run_dir.parent / CONFIG).is_file()
-    return run_dir.is_dir() and any(_SEED_FOLDER.match(d.name) and (d / CONFIG).is_file()
+    return run_dir.is_dir() and any(SEED_DIR.match(d.name) and (d / CONFIG).is_file()
                                     for d in run_dir.iterdir())
 
 
