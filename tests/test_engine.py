@@ -29,7 +29,7 @@ from ammix.engine import (
 )
 from ammix.engine.checkpoint import file_sha256
 from ammix.engine.config import ScheduleConfig
-from ammix.engine.loop import compile_stages
+from ammix.engine.loop import compile_stages, epoch_loss
 from ammix.engine.schedule import lr_factor
 from ammix.mixing import DEFAULT_LAM_AT_TOTAL, build_mixer, gamma_for, mixed_forward
 from ammix.models import build_model
@@ -221,6 +221,15 @@ def test_nan_loss_stops_with_clear_message_and_keeps_checkpoint(tmp_path, monkey
     assert load_checkpoint(run_dir / "last.pt")["epoch"] == 1
     assert [r["epoch"] for r in read_metrics(run_dir)] == [1]
     assert not (run_dir / "summary.json").exists()
+
+
+def test_epoch_loss_weights_each_global_step_by_its_rows():
+    # One process, two steps of 10 and 30 rows with mean row losses 2 and 3: the mean over the 40 rows.
+    assert epoch_loss(torch.tensor([[2.0, 10.0], [3.0, 30.0]]), world_size=1) == pytest.approx(2.75)
+    # Two ranks, one step: 10 rows of row loss 4 and 30 of row loss 2. Each rank divides its sum by the
+    # mean row count over ranks (20): losses 2 and 3, summed over ranks 5 with 40 rows. The global-batch
+    # loss is 100 / 40 = 2.5; weighting each rank's loss by its own rows would give 110 / 40 = 2.75.
+    assert epoch_loss(torch.tensor([[5.0, 40.0]]), world_size=2) == pytest.approx(2.5)
 
 
 def test_huge_lr_diverges_through_cli(tmp_path, capsys):

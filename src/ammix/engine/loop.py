@@ -492,7 +492,8 @@ def _train_epoch(t: Trainer, epoch: int, bar_on: bool) -> tuple[dict, dict, floa
     if cfg.train.freeze_backbone:
         t.model.stages.eval()  # linear probe: BN statistics of the backbone stay put
     acc_dtype = torch.float32 if device.type == "mps" else torch.float64
-    sums = torch.zeros(4, dtype=acc_dtype, device=device)  # loss * n, correct, n (mixed rows), images
+    sums = torch.zeros(3, dtype=acc_dtype, device=device)  # correct, n (rows in the loss), images
+    per_step = torch.zeros(steps, 2, dtype=acc_dtype, device=device)  # the rank's loss, its n
     bar = tqdm(
         total=steps,
         desc=f"epoch {epoch + 1}/{epochs}",
@@ -515,18 +516,19 @@ def _train_epoch(t: Trainer, epoch: int, bar_on: bool) -> tuple[dict, dict, floa
 
         in_loss = out.targets.sum(dim=1) > 0  # rows with target mass (AM-mixup's captured drop: not all)
         n = in_loss.sum()
-        sums[0] += loss.float() * n
-        sums[1] += ((out.logits.argmax(1) == out.targets.argmax(1)) & in_loss).sum()
-        sums[2] += n
-        sums[3] += x.shape[0]
+        per_step[step, 0] = loss.float()
+        per_step[step, 1] = n
+        sums[0] += ((out.logits.argmax(1) == out.targets.argmax(1)) & in_loss).sum()
+        sums[1] += n
+        sums[2] += x.shape[0]
         if (step + 1) % cfg.train.log_every == 0 or step + 1 == steps:
-            _check_finite(t, sums, epoch, step, lr, bar)
+            _check_finite(t, per_step[: step + 1, 0], epoch, step, lr, bar)
             if bar_on:
                 bar.update(step + 1 - bar.n)
                 elapsed = time.perf_counter() - t0
                 bar.set_postfix(
-                    loss=f"{(sums[0] / sums[2]).item():.4f}",
-                    img_s=f"{sums[3].item() / max(elapsed, 1e-9):.0f}",
+                    loss=f"{epoch_loss(per_step[: step + 1], 1):.4f}",  # this rank's
+                    img_s=f"{sums[2].item() / max(elapsed, 1e-9):.0f}",
                 )
     bar.close()
     if device.type == "cuda":
@@ -537,13 +539,13 @@ def _train_epoch(t: Trainer, epoch: int, bar_on: bool) -> tuple[dict, dict, floa
     totals = all_reduce_sum(sums.clone()).tolist()
     record = {
         "epoch": epoch + 1,
-        "train_loss": totals[0] / totals[2],
-        "train_acc": 100.0 * totals[1] / totals[2],
+        "train_loss": epoch_loss(all_reduce_sum(per_step.clone()), t.info.world_size),
+        "train_acc": 100.0 * totals[0] / totals[1],
         "lr": lr,
     }
     if hasattr(t.mixer, "lam"):
         record["lam"] = t.mixer.lam(epoch)  # at the start of the epoch
-    speed = {"epoch_time": epoch_time, "images_per_s": totals[3] / max(epoch_time, 1e-9)}
+    speed = {"epoch_time": epoch_time, "images_per_s": totals[2] / max(epoch_time, 1e-9)}
     return record, speed, lr
 
 
@@ -639,9 +641,19 @@ def _make_step(t: Trainer):
     return eager
 
 
-def _check_finite(t: Trainer, sums: torch.Tensor, epoch: int, step: int, lr: float, bar) -> None:
-    """Raise ``TrainingDiverged`` if the loss sum is NaN / inf (all ranks agree: the flag is summed)."""
-    bad = all_reduce_sum((~torch.isfinite(sums[:1])).to(sums.dtype))
+def epoch_loss(per_step: torch.Tensor, world_size: int) -> float:
+    """The epoch's training loss from ``per_step`` (a row a step: the ranks' losses summed, the rows in
+    the loss summed): each step's loss on the global batch (under DDP the mean of the ranks' losses,
+    each normalised by the mean row count over ranks) weighted by its rows, as one process would log
+    it. Weighting each rank's loss by its own rows instead is off when ranks keep unequal rows
+    (AM-mixup's drop pairing)."""
+    losses, rows = per_step[:, 0] / world_size, per_step[:, 1]
+    return ((losses * rows).sum() / rows.sum()).item()
+
+
+def _check_finite(t: Trainer, losses: torch.Tensor, epoch: int, step: int, lr: float, bar) -> None:
+    """Raise ``TrainingDiverged`` if a step's loss is NaN / inf (all ranks agree: the flag is summed)."""
+    bad = all_reduce_sum((~torch.isfinite(losses.sum())).to(losses.dtype))
     if bad.item() == 0:
         return
     bar.close()
@@ -651,7 +663,7 @@ def _check_finite(t: Trainer, sums: torch.Tensor, epoch: int, step: int, lr: flo
         else "no checkpoint had been written yet"
     )
     raise TrainingDiverged(
-        f"the training loss became {sums[0].item()} at epoch {epoch + 1}, step {step + 1} "
+        f"the training loss became {losses.sum().item()} at epoch {epoch + 1}, step {step + 1} "
         f"(lr {lr:.4g}); training stopped, {kept}. Lower optim.lr or check the data."
     )
 
