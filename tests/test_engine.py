@@ -463,6 +463,29 @@ def test_a_corrupt_pretrained_download_in_the_cache_is_a_one_line_error(tmp_path
         make_model(cfg, train_set)
 
 
+def test_a_damaged_safetensors_file_is_a_one_line_error(tmp_path):
+    pytest.importorskip("timm")
+    from ammix.engine import DataError
+    from ammix.engine.loop import load_data, make_model
+
+    damaged = tmp_path / "model.safetensors"
+    damaged.write_bytes(b"garbage\x00\x01")  # as a download cut short in the Hugging Face cache
+    cfg = load_config(SMOKE, [o for o in TINY if not o.startswith("model.")]
+                      + ["model.name=timm:resnet18", "model.pretrained=true"])
+    cfg.model.options["pretrained_cfg_overlay"] = {"file": str(damaged)}  # timm reads it, offline
+    train_set, _ = load_data(tiny())
+    with pytest.raises(DataError) as err:
+        make_model(cfg, train_set)
+    message = str(err.value)  # safetensors' own words vary with its version
+    assert message.startswith(
+        "model 'timm:resnet18': its pretrained weights could not be read (SafetensorError: "
+    )
+    assert message.endswith(
+        "a damaged file in the Hugging Face cache ($HF_HOME/hub)? delete it and download again"
+    )
+    assert "\n" not in message
+
+
 def test_resume_of_a_run_from_before_the_loss_section(tmp_path):
     from ammix.engine.checkpoint import save_checkpoint
 

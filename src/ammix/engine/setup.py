@@ -19,6 +19,13 @@ from ammix.losses import SoftCrossEntropy, build_loss
 from ammix.models import build_model
 
 from .config import Config, ConfigError, component_error
+
+try:  # what a damaged file in the Hugging Face cache raises (timm's weights); absent without timm
+    from safetensors import SafetensorError
+
+    _SAFETENSORS_ERRORS: tuple[type[Exception], ...] = (SafetensorError,)
+except ImportError:
+    _SAFETENSORS_ERRORS = ()
 from .distributed import DistInfo, is_distributed
 
 
@@ -168,13 +175,17 @@ def make_model(cfg: Config, train_set: D.ImageDataset) -> nn.Module:
         )
     try:
         return build_model(cfg.model.name, train_set.num_classes, **options)
-    except (OSError, RuntimeError, pickle.UnpicklingError, EOFError) as exc:
+    except (OSError, RuntimeError, pickle.UnpicklingError, EOFError, *_SAFETENSORS_ERRORS) as exc:
         if _damaged_weights(exc, options):  # loaded from the cache, and failing, on every later run
             first_line = str(exc).splitlines()[0] if str(exc) else ""
+            cache = (
+                "the Hugging Face cache ($HF_HOME/hub)"
+                if isinstance(exc, _SAFETENSORS_ERRORS)
+                else "the torch hub cache ($TORCH_HOME/hub/checkpoints)"
+            )
             raise DataError(
                 f"model {cfg.model.name!r}: its pretrained weights could not be read ({type(exc).__name__}: "
-                f"{first_line}); a damaged file in the torch hub cache ($TORCH_HOME/hub/checkpoints)? "
-                f"delete it and download again"
+                f"{first_line}); a damaged file in {cache}? delete it and download again"
             ) from None
         if not isinstance(exc, OSError):
             raise
@@ -190,7 +201,7 @@ def _damaged_weights(exc: BaseException, options: dict) -> bool:
     """Whether ``exc``, raised while building a model with pretrained weights, says the weights file
     itself is damaged (not a failed download, nor a size mismatch from an option that changes the
     architecture): an unpickling error, a zip torch cannot read (cut short: ``EINVAL``, or its reader's
-    error) or torch.hub's hash check."""
+    error), torch.hub's hash check or a safetensors file that does not parse."""
     if not (options.get("pretrained") or options.get("weights") is not None):
         return False
     if isinstance(exc, OSError):
