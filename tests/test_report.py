@@ -354,6 +354,15 @@ def test_kept_run_files_rebuild_the_report_and_join_later_runs(runs, tmp_path):
                                                                                           ("am_mixup", "1")}
 
 
+def test_an_earlier_report_inside_the_runs_folder_is_not_scanned_again(runs, tmp_path):
+    first = rep.report(runs, tmp_path / "outside", echo=False)["runs_csv"].read_text()
+    rep.report(runs, runs / "earlier", keep_runs=True, echo=False)  # its copies of every run inside runs/
+    again = rep.report(runs, echo=False)["runs_csv"]
+    assert again.read_text() == first  # not every run twice, the copies as a sweep "earlier/runs/..."
+    # The kept copies are still a runs folder of their own.
+    assert rep.report(runs / "earlier" / "runs", tmp_path / "o", echo=False)["runs_csv"].is_file()
+
+
 def test_variants_filter_keeps_the_matching_runs_and_refuses_a_pattern_that_matches_none(runs, tmp_path,
                                                                                          capsys):
     paths = rep.report(runs, tmp_path / "o", ["last.acc"], variants=["am_*"], echo=False)

@@ -227,11 +227,17 @@ def _variant_of(run: Path, runs_dir: Path) -> str:
     return _group_keys(run.relative_to(runs_dir).parts, runs_dir, {})[1]
 
 
+def _is_report(folder: Path) -> bool:
+    """Whether ``folder`` is a report's output (no run folder holds these two)."""
+    return (folder / "report.md").is_file() and (folder / "runs.csv").is_file()
+
+
 def scan_runs(runs_dir: str | os.PathLike,
               skip: Iterable[str | os.PathLike] = ()) -> tuple[list[dict], list[str]]:
     """The finished runs under ``runs_dir`` (records as :func:`collect_runs`) and the unfinished ones
-    (folder paths; an unreadable ``summary.json`` counts as unfinished). Folders in ``skip`` and
-    hidden folders are not searched. ``ReportError`` when ``runs_dir`` is not a folder."""
+    (folder paths; an unreadable ``summary.json`` counts as unfinished). Folders in ``skip``, hidden
+    folders and earlier reports below ``runs_dir`` (their ``--keep-runs`` copies would count every run
+    twice, as a second sweep) are not searched. ``ReportError`` when ``runs_dir`` is not a folder."""
     runs_dir = Path(runs_dir)
     if not runs_dir.is_dir():
         raise ReportError(f"runs folder {runs_dir} does not exist" if not runs_dir.exists()
@@ -240,7 +246,8 @@ def scan_runs(runs_dir: str | os.PathLike,
     records, unfinished = [], []
     for folder, dirs, files in os.walk(runs_dir):
         here = Path(folder)
-        dirs[:] = sorted(d for d in dirs if not d.startswith(".") and (here / d).resolve() not in skipped)
+        dirs[:] = sorted(d for d in dirs if not d.startswith(".") and (here / d).resolve() not in skipped
+                         and not _is_report(here / d))
         rel = here.relative_to(runs_dir).parts
         is_run = "summary.json" in files or "config.yaml" in files
         # a seed folder, or a stage folder in a seed folder that is no run itself, with nothing in it yet
