@@ -19,6 +19,7 @@ from ammix.losses import SoftCrossEntropy, build_loss
 from ammix.models import build_model
 
 from .config import Config, ConfigError, component_error
+from .distributed import DistInfo, is_distributed
 
 try:  # what a damaged file in the Hugging Face cache raises (timm's weights); absent without timm
     from safetensors import SafetensorError
@@ -26,7 +27,6 @@ try:  # what a damaged file in the Hugging Face cache raises (timm's weights); a
     _SAFETENSORS_ERRORS: tuple[type[Exception], ...] = (SafetensorError,)
 except ImportError:
     _SAFETENSORS_ERRORS = ()
-from .distributed import DistInfo, is_distributed
 
 
 class DataError(RuntimeError):
