@@ -315,7 +315,9 @@ def test_every_column_is_defined_in_the_report(runs, tmp_path, capsys):
     assert all(metric_definition(names[0]) for names in rep.PREFERRED_METRICS)
     assert metric_definition("analysis.margin_ratio") == (
         "smallest / largest class margin (see margin_min); 1 = all equal, negative when some centroid is "
-        "misclassified, undefined (nan) when every one is; analysis.json, the last checkpoint")
+        "misclassified, undefined (nan) when every one is; 1 - ratio is the margins' range over the "
+        "largest, so higher = more even, relative to that largest margin (not to the feature scale); "
+        "analysis.json, the last checkpoint")
     md = rep.report(runs, tmp_path / "o", ["last.acc", "wall_time_s", "best.epoch", "last.loss"],
                     echo=False)["markdown"].read_text()
     legend = md.split("## Metrics\n\n")[1].split("\n\n")[0]
