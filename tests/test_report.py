@@ -315,8 +315,8 @@ def test_every_column_is_defined_in_the_report(runs, tmp_path, capsys):
     assert all(metric_definition(names[0]) for names in rep.PREFERRED_METRICS)
     assert metric_definition("analysis.margin_ratio") == (
         "smallest / largest class margin (see margin_min); 1 = all equal, negative when some centroid is "
-        "misclassified, undefined (nan) when every one is; 1 - ratio is the margins' range over the "
-        "largest, so higher = more even, relative to that largest margin (not to the feature scale); "
+        "misclassified, undefined (nan) when every one is; higher = more even relative to the largest "
+        "margin (1 - ratio = the margins' range / the largest), not to the feature scale; "
         "analysis.json, the last checkpoint")
     md = rep.report(runs, tmp_path / "o", ["last.acc", "wall_time_s", "best.epoch", "last.loss"],
                     echo=False)["markdown"].read_text()
@@ -361,6 +361,9 @@ def test_an_earlier_report_inside_the_runs_folder_is_not_scanned_again(runs, tmp
     rep.report(runs, runs / "earlier", keep_runs=True, echo=False)  # its copies of every run inside runs/
     again = rep.report(runs, echo=False)["runs_csv"]
     assert again.read_text() == first  # not every run twice, the copies as a sweep "earlier/runs/..."
+    # A report written into a sweep's own folder leaves that sweep's runs in, then and later.
+    assert rep.report(runs, runs / "lt", echo=False)["runs_csv"].read_text() == first
+    assert rep.report(runs, echo=False)["runs_csv"].read_text() == first
     # The kept copies are still a runs folder of their own.
     assert rep.report(runs / "earlier" / "runs", tmp_path / "o", echo=False)["runs_csv"].is_file()
 

@@ -228,7 +228,7 @@ def _variant_of(run: Path, runs_dir: Path) -> str:
 
 
 def _is_report(folder: Path) -> bool:
-    """Whether ``folder`` is a report's output (no run folder holds these two)."""
+    """Whether ``folder`` holds a report's output (no run folder holds these two)."""
     return (folder / "report.md").is_file() and (folder / "runs.csv").is_file()
 
 
@@ -236,8 +236,9 @@ def scan_runs(runs_dir: str | os.PathLike,
               skip: Iterable[str | os.PathLike] = ()) -> tuple[list[dict], list[str]]:
     """The finished runs under ``runs_dir`` (records as :func:`collect_runs`) and the unfinished ones
     (folder paths; an unreadable ``summary.json`` counts as unfinished). Folders in ``skip``, hidden
-    folders and earlier reports below ``runs_dir`` (their ``--keep-runs`` copies would count every run
-    twice, as a second sweep) are not searched. ``ReportError`` when ``runs_dir`` is not a folder."""
+    folders and the ``runs`` folder of an earlier report below ``runs_dir`` (its ``--keep-runs`` copies
+    would count every run twice, as a second sweep) are not searched. ``ReportError`` when
+    ``runs_dir`` is not a folder."""
     runs_dir = Path(runs_dir)
     if not runs_dir.is_dir():
         raise ReportError(f"runs folder {runs_dir} does not exist" if not runs_dir.exists()
@@ -247,7 +248,7 @@ def scan_runs(runs_dir: str | os.PathLike,
     for folder, dirs, files in os.walk(runs_dir):
         here = Path(folder)
         dirs[:] = sorted(d for d in dirs if not d.startswith(".") and (here / d).resolve() not in skipped
-                         and not _is_report(here / d))
+                         and not (d == "runs" and _is_report(here)))
         rel = here.relative_to(runs_dir).parts
         is_run = "summary.json" in files or "config.yaml" in files
         # a seed folder, or a stage folder in a seed folder that is no run itself, with nothing in it yet
@@ -1023,7 +1024,7 @@ def report(runs_dir: str | os.PathLike, out_dir: str | os.PathLike | None = None
     out_dir = Path(out_dir) if out_dir is not None else runs_dir / "report"
     if out_dir.exists() and not out_dir.is_dir():
         raise ReportError(f"--out {out_dir} is a file; give a folder")
-    records, unfinished = scan_runs(runs_dir, skip=[out_dir])
+    records, unfinished = scan_runs(runs_dir, skip=[out_dir / "runs"])  # its earlier --keep-runs copies
     if not records:
         extra = f" ({len(unfinished)} unfinished)" if unfinished else ""
         raise ReportError(f"no finished runs (summary.json) under {runs_dir}{extra}")
