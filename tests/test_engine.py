@@ -194,7 +194,8 @@ def test_a_run_folder_in_use_by_another_training_is_refused(tmp_path):
     assert (run_dir / "train.log").read_text() == "output of the old run\n"  # --fresh keeps the log
 
 
-def test_nan_loss_stops_with_clear_message_and_keeps_checkpoint(tmp_path, monkeypatch, capsys):
+@pytest.mark.parametrize("log_every", [1, 3])  # checked after step 3: the message names step 1 still
+def test_nan_loss_stops_with_clear_message_and_keeps_checkpoint(tmp_path, monkeypatch, capsys, log_every):
     import ammix.engine.loop as loop
 
     run_dir = tmp_path / "run"
@@ -214,8 +215,8 @@ def test_nan_loss_stops_with_clear_message_and_keeps_checkpoint(tmp_path, monkey
         return poisoned
 
     monkeypatch.setattr(loop, "make_loss", poisoned_make_loss)
-    cfg = tiny("train.log_every=1")
-    with pytest.raises(TrainingDiverged, match=r"loss became nan at epoch 2, step 1") as info:
+    cfg = tiny(f"train.log_every={log_every}")
+    with pytest.raises(TrainingDiverged, match=r"loss became nan at epoch 2, step 1 ") as info:
         train(cfg, run_dir)
     assert "last good checkpoint" in str(info.value) and "epoch 1" in str(info.value)
     assert load_checkpoint(run_dir / "last.pt")["epoch"] == 1

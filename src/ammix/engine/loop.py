@@ -644,7 +644,7 @@ def _make_step(t: Trainer):
 def epoch_loss(per_step: torch.Tensor, world_size: int) -> float:
     """The epoch's training loss from ``per_step`` (a row a step: the ranks' losses summed, the rows in
     the loss summed): each step's loss on the global batch (under DDP the mean of the ranks' losses,
-    each normalised by the mean row count over ranks) weighted by its rows, as one process would log
+    each normalised by the mean target mass over ranks) weighted by its rows, as one process would log
     it. Weighting each rank's loss by its own rows instead is off when ranks keep unequal rows
     (AM-mixup's drop pairing)."""
     losses, rows = per_step[:, 0] / world_size, per_step[:, 1]
@@ -656,6 +656,11 @@ def _check_finite(t: Trainer, losses: torch.Tensor, epoch: int, step: int, lr: f
     bad = all_reduce_sum((~torch.isfinite(losses.sum())).to(losses.dtype))
     if bad.item() == 0:
         return
+    value = "non-finite on another rank"
+    first = (~torch.isfinite(losses)).nonzero()
+    if len(first):  # this rank's first bad step (losses are checked every train.log_every steps)
+        step = int(first[0, 0])
+        value = losses[step].item()
     bar.close()
     kept = (
         f"the last good checkpoint, {t.ckpt_path} (after epoch {t.checkpoint_epoch}), is kept"
@@ -663,7 +668,7 @@ def _check_finite(t: Trainer, losses: torch.Tensor, epoch: int, step: int, lr: f
         else "no checkpoint had been written yet"
     )
     raise TrainingDiverged(
-        f"the training loss became {losses.sum().item()} at epoch {epoch + 1}, step {step + 1} "
+        f"the training loss became {value} at epoch {epoch + 1}, step {step + 1} "
         f"(lr {lr:.4g}); training stopped, {kept}. Lower optim.lr or check the data."
     )
 
