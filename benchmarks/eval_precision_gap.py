@@ -2,10 +2,10 @@
 runs), lie from the same final checkpoint re-scored in float32 by ``ammix analyze`` (analysis.json), over
 the committed kept runs that have both files, each run once (a run copied into several reports has the
 same two files in each). Two accuracies: ``acc`` (last.acc against ``accuracy``) and ``balanced_acc``
-(last.balanced_acc, the tables' column, against ``balanced_accuracy``; a tie that bf16 rounding makes
-goes to the lowest class index, the head class of a long-tailed set, so its lean is shown apart for
-the long-tailed runs). ``mean_points``: summary.json minus analysis.json, signed; ``lower``/``higher``:
-runs whose summary.json is below / above:
+(last.balanced_acc, the tables' column, against ``balanced_accuracy``), the latter also for the
+long-tailed runs alone (their test sets are balanced: there it equals the accuracy's).
+``mean_points``: summary.json minus analysis.json, signed; ``lower``/``higher``: runs whose
+summary.json is below / above:
 
     python benchmarks/eval_precision_gap.py docs/results --out benchmarks/results/eval_precision_gap.json
 """

@@ -41,9 +41,9 @@ METRIC_DEFINITIONS: dict[str, str] = {
     "margin_std": "population std (ddof=0) over classes of the class margins (see margin_min); "
                   "lower = more even margins",
     "margin_ratio": "smallest / largest class margin (see margin_min); 1 = all equal, negative when "
-                    "some centroid is misclassified, undefined (nan) when every one is; 1 - ratio is "
-                    "the margins' range over the largest, so higher = more even, relative to that "
-                    "largest margin (not to the feature scale)",
+                    "some centroid is misclassified, undefined (nan) when every one is; higher = more "
+                    "even relative to the largest margin (1 - ratio = the margins' range / the "
+                    "largest), not to the feature scale",
     "midpoint_third_class": "share of inter-class test pairs whose feature midpoint the head assigns to a "
                             "third class (AM-mixup's single-side labels there contradict the head)",
     # metrics.jsonl (ammix.experiments.curves)
