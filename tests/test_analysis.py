@@ -361,6 +361,14 @@ def test_collapse_report():
     assert set(collapse_report(x, y)) == set(REPORT_KEYS)
 
 
+def test_collapse_report_subsamples_uniformity_the_same_way_each_time():
+    x, y = _random(n=60, d=3, c=3, seed=4)
+    torch.manual_seed(1)
+    first = collapse_report(x, y, max_samples=20)["uniformity"]
+    assert collapse_report(x, y, max_samples=20)["uniformity"] == first  # the global RNG has moved on
+    assert first != pytest.approx(uniformity(x))  # 20 of the 60 rows, not all
+
+
 def test_collapse_report_single_class_gives_nan():
     rep = collapse_report(SQUARE, torch.zeros(4, dtype=torch.long))
     assert math.isnan(rep["neighbour_uniformity"]) and math.isnan(rep["min_centroid_distance"])

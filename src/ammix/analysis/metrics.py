@@ -528,7 +528,8 @@ def collapse_report(
     Keys (always):
 
     - ``alignment``: :func:`alignment`, ``alpha=2``, pooled over same-class pairs;
-    - ``uniformity``: :func:`uniformity` with ``t``, on at most ``max_samples`` features (``generator``);
+    - ``uniformity``: :func:`uniformity` with ``t``, on at most ``max_samples`` features (drawn with
+      ``generator``, by default a fixed seed: the same run gives the same value);
     - ``neighbour_uniformity``: :func:`neighbour_uniformity` with ``k``, ``t``;
     - ``intra_spread`` / ``intra_spread_normalized``: :func:`intra_class_spread`, raw / normalised;
     - ``min_centroid_distance`` / ``mean_centroid_distance``: min / mean over pairs of distinct present
@@ -547,7 +548,8 @@ def collapse_report(
     y = _as_labels(labels, x.shape[0])
     report: dict[str, float] = {
         "alignment": _or_nan(alignment, x, y),
-        "uniformity": _or_nan(uniformity, x, t=t, max_samples=max_samples, generator=generator),
+        "uniformity": _or_nan(uniformity, x, t=t, max_samples=max_samples,
+                              generator=generator or torch.Generator().manual_seed(0)),
         "neighbour_uniformity": _or_nan(neighbour_uniformity, x, y, k=k, t=t),
         "intra_spread": _or_nan(intra_class_spread, x, y),
         "intra_spread_normalized": _or_nan(intra_class_spread, x, y, normalize=True),
