@@ -464,7 +464,7 @@ def test_a_corrupt_pretrained_download_in_the_cache_is_a_one_line_error(tmp_path
         make_model(cfg, train_set)
 
 
-def test_a_damaged_safetensors_file_is_a_one_line_error(tmp_path):
+def test_damaged_timm_weights_are_a_one_line_error_naming_its_caches(tmp_path):
     pytest.importorskip("timm")
     from ammix.engine import DataError
     from ammix.engine.loop import load_data, make_model
@@ -485,6 +485,13 @@ def test_a_damaged_safetensors_file_is_a_one_line_error(tmp_path):
         "a damaged file in the Hugging Face cache ($HF_HOME/hub)? delete it and download again"
     )
     assert "\n" not in message
+    whole = tmp_path / "whole.pth"
+    torch.save({"w": torch.zeros(1000)}, whole)
+    damaged.with_suffix(".pth").write_bytes(whole.read_bytes()[:-5000])  # a torch zip: either cache, for timm
+    cfg.model.options["pretrained_cfg_overlay"] = {"file": str(damaged.with_suffix(".pth"))}
+    either = r"PytorchStreamReader.* the Hugging Face cache \(\$HF_HOME/hub\) or the torch hub cache"
+    with pytest.raises(DataError, match=either):
+        make_model(cfg, train_set)
 
 
 def test_resume_of_a_run_from_before_the_loss_section(tmp_path):

@@ -178,11 +178,11 @@ def make_model(cfg: Config, train_set: D.ImageDataset) -> nn.Module:
     except (OSError, RuntimeError, pickle.UnpicklingError, EOFError, *_SAFETENSORS_ERRORS) as exc:
         if _damaged_weights(exc, options):  # loaded from the cache, and failing, on every later run
             first_line = str(exc).splitlines()[0] if str(exc) else ""
-            cache = (
-                "the Hugging Face cache ($HF_HOME/hub)"
-                if isinstance(exc, _SAFETENSORS_ERRORS)
-                else "the torch hub cache ($TORCH_HOME/hub/checkpoints)"
-            )
+            cache = "the torch hub cache ($TORCH_HOME/hub/checkpoints)"
+            if isinstance(exc, _SAFETENSORS_ERRORS):
+                cache = "the Hugging Face cache ($HF_HOME/hub)"
+            elif cfg.model.name.startswith("timm:"):  # timm downloads from either
+                cache = "the Hugging Face cache ($HF_HOME/hub) or the torch hub cache ($TORCH_HOME/hub)"
             raise DataError(
                 f"model {cfg.model.name!r}: its pretrained weights could not be read ({type(exc).__name__}: "
                 f"{first_line}); a damaged file in {cache}? delete it and download again"
