@@ -547,7 +547,9 @@ def test_toy_leaves_a_run_stopped_early_out_until_it_is_resumed(tmp_path, capsys
     }
     run_dir = tmp_path / "balanced" / "ce" / "seed0"
     assert run_toy(spec, tmp_path, [*tiny(2), "train.stop_after_epochs=1"]) == []
-    assert "[toy] stopped after epoch 1: not in the table or the map" in capsys.readouterr().out
+    out = capsys.readouterr().out
+    assert "[toy] stopped after epoch 1: not in the table or the map" in out
+    assert "continue with --resume (in a sweep or the toy: run the same command)" in out  # the engine's
     assert json.loads((tmp_path / "toy.json").read_text()) == []
     assert not (tmp_path / "balanced.png").exists() and not (run_dir / "analysis.json").exists()
     (run_dir / "analysis.json").write_text('{"feature_norm": -1.0}')  # as an earlier version wrote it

@@ -331,7 +331,9 @@ def _train(cfg, run_dir, resume, info, device, amp_dtype, command) -> dict:
         write_json(run_dir / SUMMARY, summary)
         if not summary["finished"]:
             _say(
-                t, f"ammix: stopped after epoch {summary['epochs_done']} of {epochs}; continue with --resume"
+                t,
+                f"ammix: stopped after epoch {summary['epochs_done']} of {epochs}; continue with --resume "
+                "(in a sweep or the toy: run the same command)",
             )
     barrier()
     return summary
