@@ -494,8 +494,8 @@ def _train_epoch(t: Trainer, epoch: int, bar_on: bool) -> tuple[dict, dict, floa
     if cfg.train.freeze_backbone:
         t.model.stages.eval()  # linear probe: BN statistics of the backbone stay put
     acc_dtype = torch.float32 if device.type == "mps" else torch.float64
-    sums = torch.zeros(3, dtype=acc_dtype, device=device)  # correct, n (rows in the loss), images
-    per_step = torch.zeros(steps, 2, dtype=acc_dtype, device=device)  # the rank's loss, its n
+    # A row a step, this rank's: its loss, its rows in the loss, those predicted right, its images.
+    per_step = torch.zeros(steps, 4, dtype=acc_dtype, device=device)
     bar = tqdm(
         total=steps,
         desc=f"epoch {epoch + 1}/{epochs}",
@@ -517,12 +517,10 @@ def _train_epoch(t: Trainer, epoch: int, bar_on: bool) -> tuple[dict, dict, floa
         loss, out = t.step(x, y, epoch + step / steps, lr)
 
         in_loss = out.targets.sum(dim=1) > 0  # rows with target mass (AM-mixup's captured drop: not all)
-        n = in_loss.sum()
         per_step[step, 0] = loss.float()
-        per_step[step, 1] = n
-        sums[0] += ((out.logits.argmax(1) == out.targets.argmax(1)) & in_loss).sum()
-        sums[1] += n
-        sums[2] += x.shape[0]
+        per_step[step, 1] = in_loss.sum()
+        per_step[step, 2] = ((out.logits.argmax(1) == out.targets.argmax(1)) & in_loss).sum()
+        per_step[step, 3] = x.shape[0]
         if (step + 1) % cfg.train.log_every == 0 or step + 1 == steps:
             _check_finite(t, per_step[: step + 1, 0], epoch, step, lr, bar)
             if bar_on:
@@ -530,7 +528,7 @@ def _train_epoch(t: Trainer, epoch: int, bar_on: bool) -> tuple[dict, dict, floa
                 elapsed = time.perf_counter() - t0
                 bar.set_postfix(
                     loss=f"{epoch_loss(per_step[: step + 1], 1):.4f}",  # this rank's
-                    img_s=f"{sums[2].item() / max(elapsed, 1e-9):.0f}",
+                    img_s=f"{per_step[: step + 1, 3].sum().item() / max(elapsed, 1e-9):.0f}",
                 )
     bar.close()
     if device.type == "cuda":
@@ -538,16 +536,17 @@ def _train_epoch(t: Trainer, epoch: int, bar_on: bool) -> tuple[dict, dict, floa
     epoch_time = time.perf_counter() - t0
 
     # Epoch metrics: train loss / accuracy on the mixed targets (argmax), summed over ranks.
-    totals = all_reduce_sum(sums.clone()).tolist()
+    per_step = all_reduce_sum(per_step)
+    _, rows, correct, images = per_step.sum(0).tolist()
     record = {
         "epoch": epoch + 1,
-        "train_loss": epoch_loss(all_reduce_sum(per_step.clone()), t.info.world_size),
-        "train_acc": 100.0 * totals[0] / totals[1],
+        "train_loss": epoch_loss(per_step, t.info.world_size),
+        "train_acc": 100.0 * correct / rows,
         "lr": lr,
     }
     if hasattr(t.mixer, "lam"):
         record["lam"] = t.mixer.lam(epoch)  # at the start of the epoch
-    speed = {"epoch_time": epoch_time, "images_per_s": totals[2] / max(epoch_time, 1e-9)}
+    speed = {"epoch_time": epoch_time, "images_per_s": images / max(epoch_time, 1e-9)}
     return record, speed, lr
 
 
@@ -645,10 +644,10 @@ def _make_step(t: Trainer):
 
 def epoch_loss(per_step: torch.Tensor, world_size: int) -> float:
     """The epoch's training loss from ``per_step`` (a row a step: the ranks' losses summed, the rows in
-    the loss summed): each step's loss on the global batch (under DDP the mean of the ranks' losses,
-    each normalised by the mean target mass over ranks) weighted by its rows, as one process would log
-    it. Weighting each rank's loss by its own rows instead is off when ranks keep unequal rows
-    (AM-mixup's drop pairing)."""
+    the loss summed, further columns ignored): each step's loss on the global batch (under DDP the mean
+    of the ranks' losses, each normalised by the mean target mass over ranks) weighted by its rows, as
+    one process would log it. Weighting each rank's loss by its own rows instead is off when ranks keep
+    unequal rows (AM-mixup's drop pairing)."""
     losses, rows = per_step[:, 0] / world_size, per_step[:, 1]
     return ((losses * rows).sum() / rows.sum()).item()
 
