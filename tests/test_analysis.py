@@ -426,6 +426,30 @@ def test_plot_feature_map_on_axes():
         plot_feature_map(ax, torch.randn(5, 3), torch.zeros(5, dtype=torch.long), torch.nn.Linear(3, 2))
 
 
+def test_feature_map_of_an_ldam_run_is_shaded_by_its_scaled_cosines():
+    # An LDAM run predicts softmax(30 cos(w_c, f)); its map was shaded by softmax(w_c / |w_c| . f), which
+    # has the same argmax regions but another confidence (here flatter: features of norm about 1).
+    from matplotlib.figure import Figure
+
+    from ammix.losses import LDAMLoss
+    from ammix.models import CosineLinear
+
+    torch.manual_seed(0)
+    head, loss = CosineLinear(2, 3), LDAMLoss([50, 20, 5])
+    x, y = _random(n=30, d=2, c=3, seed=7)
+    x = x / x.norm(dim=1, keepdim=True).max()
+    image = plot_feature_map(Figure().subplots(), x, y, lambda f: loss.predictive_logits(head(f)), grid=20)
+    lo0, hi0, lo1, hi1 = image.get_extent()
+    gx, gy = np.meshgrid(np.linspace(lo0, hi0, 20), np.linspace(lo1, hi1, 20))
+    points = torch.tensor(np.stack([gx.ravel(), gy.ravel()], 1))
+    unit_w = torch.nn.functional.normalize(head.weight.detach().double(), dim=1)
+    cosines = torch.nn.functional.normalize(points, dim=1) @ unit_w.T
+    expected = (30 * cosines).softmax(1).max(1).values.reshape(20, 20).numpy()
+    np.testing.assert_allclose(image.get_array(), expected, atol=1e-5)
+    unscaled = (points @ unit_w.T).softmax(1).max(1).values.reshape(20, 20).numpy()
+    assert np.abs(unscaled - expected).max() > 0.3
+
+
 def test_midpoint_third_class_share_counts_midpoints_in_a_third_region():
     # Three classes on a line: 0 at -2, 1 at 0, 2 at +2; the head predicts the nearest of the three.
     # Three classes on a line, the head predicts the nearest of -2, 0, 2 (logit -(x - c)^2 + x^2).

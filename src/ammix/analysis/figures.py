@@ -50,6 +50,21 @@ def _numpy(x) -> np.ndarray:
     return np.asarray(x)
 
 
+@torch.no_grad()
+def _grid_logits(head, points: np.ndarray) -> np.ndarray:
+    """The head's logits at ``points`` (``M x 2``), as float64: a ``(weight, bias)`` pair is applied here,
+    anything else is called on float32 points (on the device of its parameters, if it has any)."""
+    if isinstance(head, (tuple, list)):
+        weight, bias = _head_params(head)
+        if weight.shape[1] != 2:
+            raise ValueError(f"the head must act on 2-D features, its weight is {tuple(weight.shape)}")
+        logits = torch.as_tensor(points) @ weight.T.cpu()
+        return (logits if bias is None else logits + bias.cpu()).numpy()
+    param = next(head.parameters(), None) if isinstance(head, torch.nn.Module) else None
+    x = torch.as_tensor(points, dtype=torch.float32, device=None if param is None else param.device)
+    return head(x).double().cpu().numpy()
+
+
 def plot_feature_map(
     ax,
     features2d,
@@ -67,22 +82,19 @@ def plot_feature_map(
     argmax regions) as thin black contour lines.
 
     Takes a matplotlib ``Axes``, ``features2d`` (``N x 2``, tensor or array), ``labels`` (``N``), the
-    linear ``head`` (an ``nn.Linear(2, C)`` or a ``(weight C x 2, bias C)`` pair) and optional class
-    names (for the legend). The heat map is evaluated on a ``grid x grid`` lattice covering the features
-    plus ``margin`` times their extent on every side; its colour scale runs from ``1 / C`` (chance) to
-    1 (``cmap``: a colormap or its name; default light greys). Returns the heat map's ``AxesImage``
-    (for a colour bar).
+    ``head`` (an ``nn.Linear(2, C)``, a ``(weight C x 2, bias C)`` pair, or any callable from ``M x 2``
+    float32 features to ``M x C`` logits, such as the run's head followed by its loss's
+    ``predictive_logits``: LDAM's cosines times its scale) and optional class names (for the legend).
+    The heat map is evaluated on a ``grid x grid`` lattice covering the features plus ``margin`` times
+    their extent on every side; its colour scale runs from ``1 / C`` (chance) to 1 (``cmap``: a colormap
+    or its name; default light greys). Returns the heat map's ``AxesImage`` (for a colour bar).
     """
     feats = _numpy(features2d).astype(np.float64)
     labs = _numpy(labels).astype(np.int64)
     if feats.ndim != 2 or feats.shape[1] != 2:
         raise ValueError(f"features2d must be N x 2, got shape {feats.shape}")
-    weight, bias = _head_params(head)
-    w = weight.cpu().numpy()
-    b = np.zeros(w.shape[0]) if bias is None else bias.cpu().numpy()
-    if w.shape[1] != 2:
-        raise ValueError(f"the head must act on 2-D features, its weight is {w.shape}")
-    num_classes = w.shape[0]
+    if getattr(head, "in_features", 2) != 2:
+        raise ValueError(f"the head must act on 2-D features, it takes {head.in_features}")
 
     lo, hi = feats.min(0), feats.max(0)
     span = np.maximum(hi - lo, 1e-6 + 1e-3 * np.abs(hi - lo).max())
@@ -91,7 +103,8 @@ def plot_feature_map(
     ys = np.linspace(lo[1], hi[1], grid)
     gx, gy = np.meshgrid(xs, ys)
     points = np.stack([gx.ravel(), gy.ravel()], 1)
-    logits = points @ w.T + b
+    logits = _grid_logits(head, points)
+    num_classes = logits.shape[1]
     logits -= logits.max(1, keepdims=True)
     probs = np.exp(logits)
     probs /= probs.sum(1, keepdims=True)

@@ -324,7 +324,8 @@ def _train(cfg, run_dir, resume, info, device, amp_dtype, command) -> dict:
             setting = f"imbalance {cfg.data.imbalance_factor:g}, " if cfg.data.imbalance_factor else ""
             loss_name = loss_label(cfg.loss.name, cfg.loss.options.get("drw_epoch"))
             title = f"{t.train_set.name}, {setting}{cfg.mixing.method}, loss {loss_name}, epoch {end_epoch}"
-            log_feature_map(writer, t.model, t.test_loader, device, t.test_set.classes, title, end_epoch)
+            log_feature_map(writer, t.model, t.loss_fn, t.test_loader, device, t.test_set.classes, title,
+                            end_epoch)
         writer.close()
     summary = _summary(t, max(end_epoch, t.start_epoch), t_start, command)
     if info.is_main:

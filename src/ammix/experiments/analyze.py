@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -30,6 +31,9 @@ class RunFeatures:
     fine_labels: torch.Tensor | None
     head: torch.nn.Linear
     test_set: ImageDataset
+    #: features -> the logits whose softmax is the run's predicted distribution (head, then the loss's
+    #: ``predictive_logits``); what the feature map shades
+    logits_of: Callable[[torch.Tensor], torch.Tensor]
 
 
 def load_trained(run_dir: str | Path) -> tuple[StagedModel, ImageDataset, SoftCrossEntropy]:
@@ -49,13 +53,18 @@ def run_features(run_dir: str | Path, batch_size: int = 512) -> RunFeatures:
     model, test_set, loss_fn = load_trained(run_dir)
     features = [model.features(x) for x, _ in DeviceLoader(test_set, batch_size, train=False, augment=None)]
     features = torch.cat(features)
+
+    def logits_of(f: torch.Tensor) -> torch.Tensor:
+        return loss_fn.predictive_logits(model.head(f))
+
     return RunFeatures(
         features=features,
-        logits=loss_fn.predictive_logits(model.head(features)),
+        logits=logits_of(features),
         labels=test_set.labels,
         fine_labels=getattr(test_set, "fine_labels", None),
         head=model.head,
         test_set=test_set,
+        logits_of=logits_of,
     )
 
 

@@ -161,7 +161,7 @@ def run_toy(spec: dict, out_dir: str | Path, overrides: list[str] | None = None,
             # Margins need the classes the head was trained on; a coarse run is shown by fine class.
             metrics = collapse_report(rf.features, shown, head=rf.head if rf.fine_labels is None else None)
             if seed == seeds[0]:
-                panels.append((variant, rf.features, shown, rf.head, metrics))
+                panels.append((variant, rf.features, shown, rf.logits_of, metrics))
             class_names = names
             changes = " ".join(override_args(spec["settings"][setting] or {}))
             title = f"{rf.test_set.name}, {setting}" + (f" ({changes})" if changes else "")
