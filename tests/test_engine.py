@@ -489,9 +489,18 @@ def test_damaged_timm_weights_are_a_one_line_error_naming_its_caches(tmp_path):
     torch.save({"w": torch.zeros(1000)}, whole)
     damaged.with_suffix(".pth").write_bytes(whole.read_bytes()[:-5000])  # a torch zip: either cache, for timm
     cfg.model.options["pretrained_cfg_overlay"] = {"file": str(damaged.with_suffix(".pth"))}
-    either = r"PytorchStreamReader.* the Hugging Face cache \(\$HF_HOME/hub\) or the torch hub cache"
-    with pytest.raises(DataError, match=either):
+    either = r" the Hugging Face cache \(\$HF_HOME/hub\) or the torch hub cache"
+    with pytest.raises(DataError, match="PytorchStreamReader.*" + either):
         make_model(cfg, train_set)
+    legacy = tmp_path / "legacy.pth"  # torch's pre-zip format, cut short: torch says "might be corrupted"
+    torch.save({"w": torch.zeros(1000)}, legacy, _use_new_zipfile_serialization=False)
+    legacy.write_bytes(legacy.read_bytes()[:-3000])
+    garbage = tmp_path / "garbage.pth"  # timm re-raises torch's UnpicklingError as a RuntimeError
+    garbage.write_bytes(b"garbage\x00\x01")
+    for path, error in ((legacy, "RuntimeError: unexpected EOF"), (garbage, "RuntimeError: weights_only")):
+        cfg.model.options["pretrained_cfg_overlay"] = {"file": str(path)}
+        with pytest.raises(DataError, match=f"could not be read \\({error}.*{either}"):
+            make_model(cfg, train_set)
 
 
 def test_resume_of_a_run_from_before_the_loss_section(tmp_path):

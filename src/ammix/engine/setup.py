@@ -200,14 +200,17 @@ def make_model(cfg: Config, train_set: D.ImageDataset) -> nn.Module:
 def _damaged_weights(exc: BaseException, options: dict) -> bool:
     """Whether ``exc``, raised while building a model with pretrained weights, says the weights file
     itself is damaged (not a failed download, nor a size mismatch from an option that changes the
-    architecture): an unpickling error, a zip torch cannot read (cut short: ``EINVAL``, or its reader's
-    error), torch.hub's hash check or a safetensors file that does not parse."""
+    architecture): an unpickling error (timm re-raises it as a RuntimeError), a zip torch cannot read
+    (cut short: ``EINVAL``, or its reader's error), a legacy torch file cut short, torch.hub's hash
+    check or a safetensors file that does not parse."""
     if not (options.get("pretrained") or options.get("weights") is not None):
         return False
     if isinstance(exc, OSError):
         return exc.errno == errno.EINVAL
     if isinstance(exc, RuntimeError):
-        return any(text in str(exc) for text in ("PytorchStreamReader", "invalid hash value"))
+        return isinstance(exc.__cause__, pickle.UnpicklingError) or any(
+            text in str(exc) for text in ("PytorchStreamReader", "invalid hash value", "might be corrupted")
+        )
     return True
 
 
