@@ -141,8 +141,8 @@ def load_sweep(path: Path, methods: list[str] | None = None, seeds: list[int] | 
     if methods:
         sweep.variants = {m: {**sweep.variants.get(m, {}), "mixing.method": m} for m in methods}
     if seeds:
-        if not is_seed_list(list(seeds)):
-            raise SweepError(f"--seeds {' '.join(map(str, seeds))}: expected distinct integers >= 0")
+        if error := seeds_option_error(seeds):
+            raise SweepError(error)
         sweep.seeds = list(seeds)
     if sweep.protocol not in PROTOCOLS:
         raise SweepError(f"{path}: protocol {sweep.protocol!r} is not one of {', '.join(PROTOCOLS)}")
@@ -194,6 +194,13 @@ def is_seed_list(seeds: object) -> bool:
     integers = isinstance(seeds, list) and all(
         isinstance(s, int) and not isinstance(s, bool) and s >= 0 for s in seeds)
     return integers and bool(seeds) and len(set(seeds)) == len(seeds)
+
+
+def seeds_option_error(seeds: list[int]) -> str | None:
+    """The one-line error for a ``--seeds`` list that is not distinct integers >= 0, else None."""
+    if is_seed_list(list(seeds)):
+        return None
+    return f"--seeds {' '.join(map(str, seeds))}: expected distinct integers >= 0"
 
 
 def check_folder_name(what: str, name: object) -> None:

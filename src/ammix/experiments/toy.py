@@ -46,7 +46,15 @@ from ammix.engine.rundir import CONFIG, holds_run
 from .analyze import analyze_run, run_features
 from .curves import learning_curve, tail_range
 from .report import SEED_DIR
-from .sweep import is_finished, is_folder_name, is_seed_list, more_runs, other_config, override_args
+from .sweep import (
+    is_finished,
+    is_folder_name,
+    is_seed_list,
+    more_runs,
+    other_config,
+    override_args,
+    seeds_option_error,
+)
 
 TOY_KEYS = {"name", "config", "variants", "settings", "quick", "seeds"}
 TABLE_METRICS = ("acc", "balanced_acc", "alignment", "uniformity", "neighbour_uniformity", "feature_norm",
@@ -109,8 +117,8 @@ def run_toy(spec: dict, out_dir: str | Path, overrides: list[str] | None = None,
     """Train every (setting, variant, seed) of `spec`, draw one figure per setting (its first seed);
     returns one row per run. `seeds` (default: the file's ``seeds``, else the config's own seed)."""
     out_dir = Path(out_dir)
-    if seeds and not is_seed_list(list(seeds)):
-        raise ToyError(f"--seeds {' '.join(map(str, seeds))}: expected distinct integers >= 0")
+    if seeds and (error := seeds_option_error(seeds)):
+        raise ToyError(error)
     seeds = list(seeds or spec.get("seeds") or [None])
     # Validate every config before training anything: a typo should not surface after an hour.
     configs = toy_configs(spec, overrides, quick, settings, variants)
