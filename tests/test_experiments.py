@@ -464,6 +464,23 @@ def test_toy_protocol_writes_figures_and_table(tmp_path, monkeypatch):
     assert "\ncoarse-to-fine: trained on coarse labels; the accuracies are over the coarse classes" in table
 
 
+def test_toy_map_of_an_ldam_run_is_shaded_by_its_scaled_cosines(tmp_path, monkeypatch):
+    import torch
+
+    spec = {
+        "config": {**yaml.safe_load(SMOKE.read_text()), "model": {"name": "small_cnn", "feature_dim": 2}},
+        "variants": {"ce": {"mixing.method": "ce"}},
+        "settings": {"ldam": {"loss.name": "ldam", "loss.scale": 30, "model.head": "cosine"}},
+    }
+    panels = []
+    monkeypatch.setattr(toy, "feature_map_figure", lambda p, *a, **k: panels.extend(p))
+    run_toy(spec, tmp_path, tiny(1))
+    (_, features, _, logits_of, _), = panels
+    rf = toy.run_features(tmp_path / "ldam" / "ce")
+    # the run's predicted logits, 30 cos: the head alone (cosines in [-1, 1]) would shade it flat
+    torch.testing.assert_close(logits_of(features), 30.0 * rf.head(features))
+
+
 def test_demo_verdicts_name_the_best_method_per_setting():
     rows = [{"setting": "lt", "method": "ce", "balanced_acc": 90.0, "margin_ratio": 0.2},
             {"setting": "lt", "method": "mixup", "balanced_acc": 90.04, "margin_ratio": 0.1},
