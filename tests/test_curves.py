@@ -34,6 +34,21 @@ def test_tail_range_over_the_last_fifth_of_the_epochs():
     assert curves.tail_range([], []) is None
 
 
+def test_tail_drift_compares_the_ends_of_the_last_fifth():
+    epochs = list(range(1, 101))  # the tail: epochs 80 to 100, 21 evaluations
+    values = [0.0] * 79 + [60.0] * 10 + [99.0] + [63.0] * 10  # a spike between the two ends counts in neither
+    assert curves.tail_drift(epochs, values) == pytest.approx(3.0)
+    assert curves.tail_range(epochs, values) == pytest.approx(39.0)  # the spike, which the drift ignores
+    assert curves.tail_drift(epochs, values[:89] + [57.0] * 11) == pytest.approx(-3.0)  # falling: negative
+    # Fewer than 2 x 10 evaluations in the tail (epochs 16, 18, 20): its halves, epoch 16 against epoch 20
+    # (the odd middle one in neither).
+    assert curves.tail_drift(list(range(2, 21, 2)), [10.0, 20, 30, 40, 50, 60, 70, 75.5, 75.0, 76.0]) == \
+        pytest.approx(0.5)
+    assert curves.tail_drift(list(range(2, 21, 2)), [0.0] * 10, window=0) is None
+    assert curves.tail_drift([10], [5.0]) is None
+    assert curves.tail_drift([], []) is None
+
+
 def test_learning_curve_reads_evaluations_and_skips_a_torn_line(tmp_path):
     _write_curve(tmp_path / "run", [1.0, 2.0, 3.0, 4.0, 5.0, 6.0])
     assert curves.learning_curve(tmp_path / "run") == ([2, 4, 6], [2.0, 4.0, 6.0])
@@ -47,6 +62,7 @@ def test_report_adds_the_tail_range_and_draws_the_curves(tmp_path, capsys):
     runs = {r["seed"]: r for r in rep.collect_runs(root)}
     assert runs[0]["metrics"]["curve.tail_range"] == pytest.approx(21.0)  # epoch 8: 50, epoch 10: 71
     assert runs[1]["metrics"]["curve.tail_range"] == pytest.approx(23.5)
+    assert runs[1]["metrics"]["curve.tail_drift"] == pytest.approx(23.5)  # one evaluation at each end
     figure = tmp_path / "out" / "figures" / "curves_lt.png"
     assert figure in out["figures"]
     # One variant, one panel, yet two panels wide (3.2 in each, 120 dpi): room for the two-line title.
@@ -54,6 +70,7 @@ def test_report_adds_the_tail_range_and_draws_the_curves(tmp_path, capsys):
     markdown = out["markdown"].read_text()
     assert "figures/curves_lt.png" in markdown
     assert "curve.tail_range" in markdown and "length check" in markdown
+    assert "curve.tail_drift" in markdown and "still climbs" in markdown  # its column and its legend
 
 
 def test_report_shows_how_far_the_lbfgs_probe_went(tmp_path):

@@ -51,6 +51,9 @@ METRIC_DEFINITIONS: dict[str, str] = {
                   "epochs (points); below 1: flat over its end, which under a cosine schedule mostly "
                   "measures the annealing of the learning rate: convergence is decided by the length "
                   "check (the run at twice the epochs)",
+    "tail_drift": "mean of the last 10 balanced test accuracies evaluated in the last 20% of the epochs "
+                  "minus the mean of its first 10 (of its two halves with fewer than 20; points): "
+                  "positive while the run still climbs over its end, near 0 when flat",
     "grad_max": "largest absolute entry of the gradient of the L-BFGS probe's objective where the fit "
                 "stopped; at most 1e-05 (ammix.engine.probe.GRAD_TOLERANCE): the probe converged",
     "iterations": "L-BFGS iterations of the probe's fit",

@@ -1,8 +1,10 @@
 """Learning curves of finished runs, and how flat each run ends.
 
 The tail range is how far a run's balanced test accuracy moves over the evaluations in the last 20% of
-its epochs (max - min, in points). ``ammix report`` adds it to every run as ``curve.tail_range`` and
-draws the curves of each sweep. It cannot say alone whether a run was long enough: under a cosine
+its epochs (max - min, in points); the tail drift is where it goes there (the mean of the last evaluations
+minus the mean of the first: single evaluations' noise averages out, the sign says rising or falling).
+``ammix report`` adds them to every run as ``curve.tail_range`` and ``curve.tail_drift`` and draws the
+curves of each sweep. Neither can say alone whether a run was long enough: under a cosine
 schedule the learning rate anneals to zero, so a run can end flat and far from its plateau (a CIFAR-10
 fine-tuning at lr 0.01 for 60 epochs moved 0.81 points over its end, at 71.9% where lr 0.1 reaches 75.6%
 in half the epochs). docs/results.md decides convergence by a length check (the same runs at twice the
@@ -20,6 +22,7 @@ from ..engine.rundir import read_metrics
 
 CURVE_METRIC = "balanced_acc"
 TAIL_FRACTION = 0.2
+TAIL_WINDOW = 10  # evaluations averaged at each end of the tail by tail_drift
 
 
 def slug(text: str) -> str:
@@ -38,16 +41,31 @@ def curve_points(lines: Sequence[dict], metric: str = CURVE_METRIC) -> tuple[lis
     return [e for e, _ in points], [v for _, v in points]
 
 
+def _tail(epochs: Sequence[int], values: Sequence[float], fraction: float) -> list[float]:
+    """The values evaluated in the last ``fraction`` of the epochs, counted from the evaluation at its
+    start (epochs 80 to 100 of 100: the change over the span, not only within it)."""
+    if not epochs:
+        return []
+    start = max(epochs) * (1.0 - fraction)
+    return [v for e, v in zip(epochs, values, strict=True) if e >= start]
+
+
 def tail_range(epochs: Sequence[int], values: Sequence[float],
                fraction: float = TAIL_FRACTION) -> float | None:
-    """max - min of the values evaluated in the last ``fraction`` of the epochs, counted from the
-    evaluation at its start (epochs 80 to 100 of 100: the change over the span, not only within it;
-    ``None`` without two such evaluations: too few to tell a plateau)."""
-    if not epochs:
-        return None
-    start = max(epochs) * (1.0 - fraction)
-    tail = [v for e, v in zip(epochs, values, strict=True) if e >= start]
+    """max - min of the values evaluated in the last ``fraction`` of the epochs (``None`` without two
+    such evaluations: too few to tell a plateau)."""
+    tail = _tail(epochs, values, fraction)
     return max(tail) - min(tail) if len(tail) >= 2 else None
+
+
+def tail_drift(epochs: Sequence[int], values: Sequence[float], fraction: float = TAIL_FRACTION,
+               window: int = TAIL_WINDOW) -> float | None:
+    """The mean of the last ``window`` values evaluated in the last ``fraction`` of the epochs minus the
+    mean of its first ``window`` (of its two halves when it holds fewer than ``2 * window``; ``None``
+    without two evaluations): positive while the run still climbs over its end."""
+    tail = _tail(epochs, values, fraction)
+    k = min(window, len(tail) // 2)
+    return sum(tail[-k:]) / k - sum(tail[:k]) / k if k else None
 
 
 def plot_learning_curves(records: Sequence[dict], out_dir: str | os.PathLike) -> dict[tuple[str, str], Path]:

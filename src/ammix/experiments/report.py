@@ -13,9 +13,10 @@ folder, or a stage folder in one, without ``summary.json``) are left out, counte
   ``summary.json`` under its dotted key (``"last.acc"``, ``"best.groups.few"``) and of
   ``analysis.json`` under ``"analysis.<key>"``; a list of numbers (per-class values) is kept as a list
   of floats (``None`` inside it becomes NaN). Booleans and strings are left out. From
-  ``metrics.jsonl``: ``curve.tail_range`` (:mod:`ammix.experiments.curves`) and, for an L-BFGS probe,
-  ``probe.iterations`` and ``probe.grad_max`` (:func:`probe_fit`). ``device``: where and in which
-  precision the run trained, from ``summary.json`` (:func:`device_text`: ``"cpu, bfloat16"``).
+  ``metrics.jsonl``: ``curve.tail_range``, ``curve.tail_drift`` (:mod:`ammix.experiments.curves`) and,
+  for an L-BFGS probe, ``probe.iterations`` and ``probe.grad_max`` (:func:`probe_fit`). ``device``:
+  where and in which precision the run trained, from ``summary.json`` (:func:`device_text`:
+  ``"cpu, bfloat16"``).
 - :func:`aggregate` groups the records by (sweep, stage, variant): per metric the mean and the
   **sample** standard deviation (``ddof=1``) over the runs that have it; with one run the std is
   ``0.0`` in the rows, blank in the CSV and not shown in the Markdown (it cannot be estimated).
@@ -81,7 +82,7 @@ from ..engine.config import ConfigError, config_from_dict
 from ..engine.loop import config_changes
 from ..engine.probe import GRAD_TOLERANCE, RECORD_KEYS
 from ..engine.rundir import read_metrics
-from .curves import curve_points, plot_learning_curves, slug, tail_range
+from .curves import curve_points, plot_learning_curves, slug, tail_drift, tail_range
 
 __all__ = [
     "ACCURACY_SCALE",
@@ -121,6 +122,7 @@ PREFERRED_METRICS: tuple[tuple[str, ...], ...] = (
     ("analysis.neighbour_uniformity",),
     ("analysis.margin_ratio",),
     ("curve.tail_range",),
+    ("curve.tail_drift",),
     ("probe.grad_max",),
     ("wall_time_s", "time.wall_s"),
 )
@@ -278,9 +280,10 @@ def scan_runs(runs_dir: str | os.PathLike,
             except (OSError, ValueError):
                 pass  # the run's accuracies still count; its analysis columns stay empty
         lines = read_metrics(here)
-        span = tail_range(*curve_points(lines))
-        if span is not None:
-            metrics["curve.tail_range"] = span
+        curve = curve_points(lines)
+        for name, measure in (("curve.tail_range", tail_range), ("curve.tail_drift", tail_drift)):
+            if (value := measure(*curve)) is not None:
+                metrics[name] = value
         metrics.update(probe_fit(lines))
         config = _read_config(here / "config.yaml")
         sweep, variant, stage, seed = _group_keys(rel, runs_dir, config)
