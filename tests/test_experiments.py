@@ -510,7 +510,7 @@ def test_toy_seeds_run_apart_and_the_table_averages_them(tmp_path, capsys):
         "seeds": [0, 1],
     }
     rows = run_toy(spec, tmp_path, TINY)
-    assert [(r["seed"], r["tail_range"]) for r in rows] == [(0, None), (1, None)]  # 1 epoch: no plateau
+    assert [(r["seed"], r["tail_range"], r["tail_drift"]) for r in rows] == [(0, None, None), (1, None, None)]
     assert (tmp_path / "balanced" / "ce" / "seed1" / "analysis.json").is_file()
     accs = [r["acc"] for r in rows]
     table = toy.format_table(rows)

@@ -44,7 +44,7 @@ from ammix.engine.config import as_config
 from ammix.engine.rundir import CONFIG, holds_run
 
 from .analyze import analyze_run, run_features
-from .curves import learning_curve, tail_range
+from .curves import learning_curve, tail_drift, tail_range
 from .report import SEED_DIR
 from .sweep import (
     is_finished,
@@ -58,7 +58,7 @@ from .sweep import (
 
 TOY_KEYS = {"name", "config", "variants", "settings", "quick", "seeds"}
 TABLE_METRICS = ("acc", "balanced_acc", "alignment", "uniformity", "neighbour_uniformity", "feature_norm",
-                 "margin_ratio", "midpoint_third_class", "tail_range")
+                 "margin_ratio", "midpoint_third_class", "tail_range", "tail_drift")
 
 
 class ToyError(ValueError):
@@ -173,11 +173,11 @@ def run_toy(spec: dict, out_dir: str | Path, overrides: list[str] | None = None,
             class_names = names
             changes = " ".join(override_args(spec["settings"][setting] or {}))
             title = f"{rf.test_set.name}, {setting}" + (f" ({changes})" if changes else "")
-            last = summary.get("last", {})
+            last, curve = summary.get("last", {}), learning_curve(run_dir)
             rows.append({"setting": setting, "method": variant, "seed": config["seed"],
                          **({"features_by": "fine classes"} if rf.fine_labels is not None else {}),
                          "acc": last.get("acc"), "balanced_acc": last.get("balanced_acc"), **metrics,
-                         "tail_range": tail_range(*learning_curve(run_dir)),
+                         "tail_range": tail_range(*curve), "tail_drift": tail_drift(*curve),
                          "wall_time_s": summary.get("wall_time_s"), "seconds": round(time.time() - start, 1)})
         if panels and panels[0][1].shape[1] == 2:
             feature_map_figure(panels, class_names, out_dir / setting, title=title)
