@@ -8,6 +8,7 @@ import matplotlib.image
 import pytest
 import yaml
 
+from ammix.analysis import metric_definition
 from ammix.experiments import curves
 from ammix.experiments import report as rep
 
@@ -47,6 +48,15 @@ def test_tail_drift_compares_the_ends_of_the_last_fifth():
     assert curves.tail_drift(list(range(2, 21, 2)), [0.0] * 10, window=0) is None
     assert curves.tail_drift([10], [5.0]) is None
     assert curves.tail_drift([], []) is None
+
+
+def test_the_legends_state_the_tail_that_the_functions_use():
+    # metric_definition's text is fixed prose: it must name the fraction and window the code uses
+    share = f"last {curves.TAIL_FRACTION:.0%} of the epochs"
+    assert share in metric_definition("curve.tail_range")
+    assert share in metric_definition("curve.tail_drift")
+    assert f"mean of the last {curves.TAIL_WINDOW} " in metric_definition("curve.tail_drift")
+    assert f"mean of its first {curves.TAIL_WINDOW} " in metric_definition("curve.tail_drift")
 
 
 def test_learning_curve_reads_evaluations_and_skips_a_torn_line(tmp_path):
