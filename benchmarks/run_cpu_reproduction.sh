@@ -2,7 +2,7 @@
 # The converged CPU-scale evidence of docs/results.md, in the order it is run (what answers the most
 # first), one run at a time on 2 cores. Each command resumes where it stopped (finished runs are
 # skipped), so the script can be re-run until all is finished. Budgets, measured on the 2-core EPYC
-# with bf16, are in each sweep file: about 47 hours in all. The configs spell bf16 autocast: on a CPU
+# with bf16, are in each sweep or toy file: about 67 hours in all. The configs spell bf16 autocast: on a CPU
 # without native bf16 (no AVX-512 BF16 or AMX; a run warns) it is 5-9x slower than float32, so there
 # run the script with AMP=off (every sweep and toy in float32) and expect 2.6-5x the budgets
 # (docs/benchmarks.md); the numbers then differ from the committed bf16 ones by precision.
@@ -50,3 +50,13 @@ sweep $S/lt-fashion-mnist-cpu-drw.yaml --runs-dir runs                     # 75 
 sweep $S/c2f-cifar10-jpeg-cpu-ft60.yaml --runs-dir runs --stages finetune --set finetune:train.epochs=240 --name c2f-cifar10-jpeg-cpu-ft240  # 3.1 h with its pre-trainings
 sweep $S/c2f-cifar10-jpeg-cpu-scratch.yaml --runs-dir runs --only finetune-150ep finetune-270ep  # 2.4 h
 sweep $S/lt-fashion-mnist-cpu-if10.yaml --runs-dir runs                    # 1.8 h + 75 min (length)
+# The toy at its plateau (docs/results.md, the toy's length checks): CE and AM-mixup at 240 epochs, the
+# other four augmentations at IF 100 too, and the checks at 480 epochs (hours: sums of wall_time_s).
+T=configs/toy-mini-cifar-cpu.yaml
+toy $T train.epochs=240 --methods ce am_mixup --settings long-tailed-if100 long-tailed-if10 balanced --out runs/toy-mini-cifar-jpeg-cpu-240ep  # 5.9 h
+toy $T train.epochs=240 --methods mixup manifold_mixup cutmix remix --settings long-tailed-if100 --out runs/toy-mini-cifar-jpeg-cpu-240ep  # 2.3 h
+toy $T train.epochs=480 --methods ce mixup manifold_mixup cutmix remix am_mixup --settings long-tailed-if100 --out runs/toy-mini-cifar-jpeg-cpu-480ep  # 6.3 h
+toy $T train.epochs=480 --methods ce --settings long-tailed-if10 --out runs/toy-mini-cifar-jpeg-cpu-480ep  # 1.8 h
+# AM-mixup's own checks where 120 or 240 epochs left it at the line (running; docs/results.md, "Not yet measured").
+toy $T train.epochs=480 --methods am_mixup --settings balanced --out runs/toy-mini-cifar-jpeg-cpu-480ep  # about 2.7 h
+toy $T train.epochs=240 --methods am_mixup --settings coarse-to-fine --out runs/toy-mini-cifar-jpeg-cpu-240ep  # about 1.5 h

@@ -639,13 +639,13 @@ def test_cpu_reproduction_script_runs_every_sweep_and_toy_in_float32_with_amp_of
         return done.returncode, log.read_text().splitlines() if log.exists() else [], done.stderr
 
     code, plain, _ = calls(None)
-    assert code == 0 and len(plain) == 24 and not any("amp" in call for call in plain)
+    assert code == 0 and len(plain) == 30 and not any("amp" in call for call in plain)
     code, float32, _ = calls("off")
     # The bf16-only pieces are left out in float32: the probes refitted on bf16 pre-trainings, and
     # ce-fp32 (ce's float32 twin for the precision check).
     plain = [call.replace("--only ce-fp32 ", "--only ") for call in plain if "probe-bf16" not in call]
     assert sum("ce-fp32" in call for call in float32) == 0
-    assert code == 0 and len(plain) == 23
+    assert code == 0 and len(plain) == 29
     for before, after in zip(plain, float32, strict=True):
         words = before.split()
         if words[0] == "sweep":  # appended as its own --set, after a line's own --set
