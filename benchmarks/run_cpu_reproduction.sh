@@ -58,5 +58,5 @@ toy $T train.epochs=240 --methods ce mixup manifold_mixup cutmix remix am_mixup 
 toy $T train.epochs=480 --methods ce mixup manifold_mixup cutmix remix am_mixup --settings long-tailed-if100 --out runs/toy-mini-cifar-jpeg-cpu-480ep  # 6.3 h
 toy $T train.epochs=480 --methods ce --settings long-tailed-if10 --out runs/toy-mini-cifar-jpeg-cpu-480ep  # 1.8 h
 # AM-mixup's own checks where 120 or 240 epochs left it at the line (running; docs/results.md, "Not yet measured").
-toy $T train.epochs=480 --methods am_mixup --settings balanced --out runs/toy-mini-cifar-jpeg-cpu-480ep  # about 2.7 h
-toy $T train.epochs=240 --methods am_mixup --settings coarse-to-fine --out runs/toy-mini-cifar-jpeg-cpu-240ep  # about 1.5 h
+toy $T train.epochs=480 --methods am_mixup --settings balanced --out runs/toy-mini-cifar-jpeg-cpu-480ep  # about 2.7 h (estimated, not yet measured)
+toy $T train.epochs=240 --methods am_mixup --settings coarse-to-fine --out runs/toy-mini-cifar-jpeg-cpu-240ep  # about 1.5 h (estimated, not yet measured)

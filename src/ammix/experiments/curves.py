@@ -68,6 +68,12 @@ def tail_drift(epochs: Sequence[int], values: Sequence[float], fraction: float =
     return sum(tail[-k:]) / k - sum(tail[:k]) / k if k else None
 
 
+def tail_measures(epochs: Sequence[int], values: Sequence[float]) -> dict[str, float | None]:
+    """How flat a curve ends, by every measure here: ``{"tail_range": ..., "tail_drift": ...}`` (the
+    keys that reports prefix with ``curve.`` and the toy's table shows)."""
+    return {"tail_range": tail_range(epochs, values), "tail_drift": tail_drift(epochs, values)}
+
+
 def plot_learning_curves(records: Sequence[dict], out_dir: str | os.PathLike) -> dict[tuple[str, str], Path]:
     """Per (sweep, stage): one panel per variant, a line per seed of the balanced test accuracy, the
     last 20% of epochs shaded; ``curves_<sweep>[_<stage>].png``. Returns (sweep, stage) -> path."""

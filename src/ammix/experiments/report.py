@@ -82,7 +82,7 @@ from ..engine.config import ConfigError, config_from_dict
 from ..engine.loop import config_changes
 from ..engine.probe import GRAD_TOLERANCE, RECORD_KEYS
 from ..engine.rundir import read_metrics
-from .curves import curve_points, plot_learning_curves, slug, tail_drift, tail_range
+from .curves import curve_points, plot_learning_curves, slug, tail_measures
 
 __all__ = [
     "ACCURACY_SCALE",
@@ -280,10 +280,8 @@ def scan_runs(runs_dir: str | os.PathLike,
             except (OSError, ValueError):
                 pass  # the run's accuracies still count; its analysis columns stay empty
         lines = read_metrics(here)
-        curve = curve_points(lines)
-        for name, measure in (("curve.tail_range", tail_range), ("curve.tail_drift", tail_drift)):
-            if (value := measure(*curve)) is not None:
-                metrics[name] = value
+        metrics.update({f"curve.{name}": value for name, value in tail_measures(*curve_points(lines)).items()
+                        if value is not None})
         metrics.update(probe_fit(lines))
         config = _read_config(here / "config.yaml")
         sweep, variant, stage, seed = _group_keys(rel, runs_dir, config)

@@ -44,7 +44,7 @@ from ammix.engine.config import as_config
 from ammix.engine.rundir import CONFIG, holds_run
 
 from .analyze import analyze_run, run_features
-from .curves import learning_curve, tail_drift, tail_range
+from .curves import learning_curve, tail_measures
 from .report import SEED_DIR
 from .sweep import (
     is_finished,
@@ -173,11 +173,11 @@ def run_toy(spec: dict, out_dir: str | Path, overrides: list[str] | None = None,
             class_names = names
             changes = " ".join(override_args(spec["settings"][setting] or {}))
             title = f"{rf.test_set.name}, {setting}" + (f" ({changes})" if changes else "")
-            last, curve = summary.get("last", {}), learning_curve(run_dir)
+            last = summary.get("last", {})
             rows.append({"setting": setting, "method": variant, "seed": config["seed"],
                          **({"features_by": "fine classes"} if rf.fine_labels is not None else {}),
                          "acc": last.get("acc"), "balanced_acc": last.get("balanced_acc"), **metrics,
-                         "tail_range": tail_range(*curve), "tail_drift": tail_drift(*curve),
+                         **tail_measures(*learning_curve(run_dir)),
                          "wall_time_s": summary.get("wall_time_s"), "seconds": round(time.time() - start, 1)})
         if panels and panels[0][1].shape[1] == 2:
             feature_map_figure(panels, class_names, out_dir / setting, title=title)
