@@ -639,13 +639,20 @@ def test_cpu_reproduction_script_runs_every_sweep_and_toy_in_float32_with_amp_of
         return done.returncode, log.read_text().splitlines() if log.exists() else [], done.stderr
 
     code, plain, _ = calls(None)
-    assert code == 0 and len(plain) == 30 and not any("amp" in call for call in plain)
+    assert code == 0 and len(plain) == 39
+    # The docs' float32 runs are float32 here too, in the docs' -fp32 folders; the rest bf16 as configured.
+    amp_off = [call for call in plain if "train.amp=off" in call]
+    assert len(amp_off) == 10 and all("-fp32" in call for call in amp_off)
     code, float32, _ = calls("off")
-    # The bf16-only pieces are left out in float32: the probes refitted on bf16 pre-trainings, and
-    # ce-fp32 (ce's float32 twin for the precision check).
-    plain = [call.replace("--only ce-fp32 ", "--only ") for call in plain if "probe-bf16" not in call]
+    # Left out in float32: the float32 twins of bf16 runs (the precision checks: ce-fp32 and two
+    # seed-0 runs) and the probes refitted on bf16 pre-trainings and on float32 ones.
+    left_out = ("probe-bf16", "--name c2f-fashion-mnist-cpu-fp32", "--only ce-drw --seeds 0",
+                "--only finetune --seeds 0")
+    assert [sum(part in call for call in plain) for part in left_out] == [1, 1, 1, 1]
+    plain = [call.replace("--only ce-fp32 ", "--only ") for call in plain
+             if not any(part in call for part in left_out)]
     assert sum("ce-fp32" in call for call in float32) == 0
-    assert code == 0 and len(plain) == 29
+    assert code == 0 and len(plain) == 35
     for before, after in zip(plain, float32, strict=True):
         words = before.split()
         if words[0] == "sweep":  # appended as its own --set, after a line's own --set
