@@ -72,7 +72,7 @@ toy $T train.epochs=240 --methods ce mixup manifold_mixup cutmix remix am_mixup 
 toy $T train.epochs=480 --methods ce mixup manifold_mixup cutmix remix am_mixup --settings long-tailed-if100 --out runs/toy-mini-cifar-jpeg-cpu-480ep  # 6.3 h
 toy $T train.epochs=480 --methods ce --settings long-tailed-if10 --out runs/toy-mini-cifar-jpeg-cpu-480ep  # 1.8 h
 toy $T train.epochs=480 --methods am_mixup --settings balanced --out runs/toy-mini-cifar-jpeg-cpu-480ep  # 2.9 h
-# The checks still running (docs/results.md, "Not yet measured"): AM-mixup's at 240 epochs in the toy's
-# coarse setting (120 left it at the line), the hidden mixing site's at 120 (float32, beside the feature site's).
-toy $T train.epochs=240 --methods am_mixup --settings coarse-to-fine --out runs/toy-mini-cifar-jpeg-cpu-240ep  # about 1.5 h (estimated, not yet measured)
+toy $T train.epochs=240 --methods am_mixup --settings coarse-to-fine --out runs/toy-mini-cifar-jpeg-cpu-240ep  # 1.7 h
+# The check still running (docs/results.md, "Not yet measured"): the hidden mixing site's at 120 epochs
+# (float32, beside the feature site's).
 sweep $S/ablation-lt-fashion-mnist-cpu.yaml --runs-dir runs --only site-hidden-2-120ep drop-clean-0.5-120ep "${fp32[@]}" --name ablation-lt-fashion-mnist-cpu-fp32  # about 2.5 h (estimated, not yet measured)
