@@ -13,7 +13,8 @@
 #   AMP=off bash benchmarks/run_cpu_reproduction.sh > runs/reproduction.log 2>&1
 set -u
 cd "$(dirname "$0")/.."
-fp32=(--set train.amp=off)
+# The lines whose docs numbers are float32 (into the docs' -fp32 folders), whatever AMP says.
+as_in_docs_float32=(--set train.amp=off)
 case "${AMP:-}" in
     "") float32=() ;;
     off) float32=(train.amp=off) ;;
@@ -34,7 +35,7 @@ for v in ce mixup manifold_mixup cutmix remix am_mixup ce-120ep; do
     [ -e runs/ablation-lt-fashion-mnist-cpu/$v ] || cp -r runs/lt-fashion-mnist-cpu/$v runs/ablation-lt-fashion-mnist-cpu/
 done
 sweep $S/ablation-lt-fashion-mnist-cpu.yaml --runs-dir runs --only ce mixup manifold_mixup cutmix remix am_mixup pairing-drop control-drop-lam1 clean-0.5 clean-1 lam-at-end-0.6 lam-at-end-0.75 soft-label drop-clean-0.5 ce-120ep drop-clean-0.5-120ep  # 110 min + 45 (length)
-sweep $S/ablation-lt-fashion-mnist-cpu.yaml --runs-dir runs --only drop-clean-0.5 site-input site-hidden-2 "${fp32[@]}" --name ablation-lt-fashion-mnist-cpu-fp32  # 1.8 h
+sweep $S/ablation-lt-fashion-mnist-cpu.yaml --runs-dir runs --only drop-clean-0.5 site-input site-hidden-2 "${as_in_docs_float32[@]}" --name ablation-lt-fashion-mnist-cpu-fp32  # 1.8 h
 sweep $S/lt-cifar10-jpeg-cnn-cpu.yaml --runs-dir runs --only ce am_mixup   # 55 min
 sweep $S/lt-cifar10-jpeg-cnn-cpu.yaml --runs-dir runs --only mixup manifold_mixup cutmix remix  # 110 min
 sweep $S/lt-cifar10-jpeg-cnn-cpu.yaml --runs-dir runs --only ce-200ep am_mixup-200ep  # 80 min
@@ -42,7 +43,7 @@ sweep $S/c2f-fashion-mnist-cpu.yaml --runs-dir runs                        # 100
 sweep $S/c2f-fashion-mnist-cpu-scratch.yaml --runs-dir runs
 # The probes refitted on bf16 pre-trainings, and on float32 ones (pre-trained again; docs/results.md).
 bf16_only sweep $S/c2f-fashion-mnist-cpu.yaml --runs-dir runs --only ce am_mixup ce-pre60 am_mixup-pre60 --stages probe --name c2f-fashion-mnist-cpu-probe-bf16  # 50 min
-bf16_only sweep $S/c2f-fashion-mnist-cpu.yaml --runs-dir runs --only ce mixup manifold_mixup cutmix remix am_mixup --stages probe "${fp32[@]}" --name c2f-fashion-mnist-cpu-fp32  # 3.5 h
+bf16_only sweep $S/c2f-fashion-mnist-cpu.yaml --runs-dir runs --only ce mixup manifold_mixup cutmix remix am_mixup --stages probe "${as_in_docs_float32[@]}" --name c2f-fashion-mnist-cpu-fp32  # 3.5 h
 sweep $S/lt-cifar10-jpeg-cnn-cpu.yaml --runs-dir runs --only mixup-200ep manifold_mixup-200ep cutmix-200ep remix-200ep  # 2.7 h
 sweep $S/lt-cifar10-jpeg-cnn-cpu.yaml --runs-dir runs --only ce-400ep am_mixup-400ep  # 2.7 h
 toy configs/toy-mini-cifar-cpu.yaml --out runs/toy-mini-cifar-jpeg-cpu     # 3.0 h
@@ -56,14 +57,14 @@ sweep $S/c2f-cifar10-jpeg-cpu-ft60.yaml --runs-dir runs --stages finetune   # 55
 sweep $S/c2f-cifar10-jpeg-cpu-ft60.yaml --runs-dir runs --stages finetune --set finetune:train.epochs=120 --name c2f-cifar10-jpeg-cpu-ft120  # 100 min
 sweep $S/c2f-fashion-mnist-cpu-lr0.1.yaml --runs-dir runs --stages finetune  # 90 min
 sweep $S/lt-fashion-mnist-cpu-drw.yaml --runs-dir runs --only ce am_mixup ce-drw ldam-drw remix-drw am_mixup-drw  # 75 min
-bf16_only sweep $S/lt-fashion-mnist-cpu-drw.yaml --runs-dir runs --only ce-drw --seeds 0 "${fp32[@]}" --name lt-fashion-mnist-cpu-drw-fp32  # 10 min
-sweep $S/lt-fashion-mnist-cpu-drw.yaml --runs-dir runs --only ce-drw-120ep am_mixup-drw-120ep "${fp32[@]}" --name lt-fashion-mnist-cpu-drw-fp32  # 1.8 h (length)
+bf16_only sweep $S/lt-fashion-mnist-cpu-drw.yaml --runs-dir runs --only ce-drw --seeds 0 "${as_in_docs_float32[@]}" --name lt-fashion-mnist-cpu-drw-fp32  # 10 min
+sweep $S/lt-fashion-mnist-cpu-drw.yaml --runs-dir runs --only ce-drw-120ep am_mixup-drw-120ep "${as_in_docs_float32[@]}" --name lt-fashion-mnist-cpu-drw-fp32  # 1.8 h (length)
 sweep $S/c2f-cifar10-jpeg-cpu-ft60.yaml --runs-dir runs --stages finetune --set finetune:train.epochs=240 --name c2f-cifar10-jpeg-cpu-ft240  # 3.1 h with its pre-trainings
 sweep $S/c2f-cifar10-jpeg-cpu-scratch.yaml --runs-dir runs --only finetune-270ep  # 1.6 h
-sweep $S/c2f-cifar10-jpeg-cpu-scratch.yaml --runs-dir runs --only finetune-150ep "${fp32[@]}" --name c2f-cifar10-jpeg-cpu-scratch-fp32  # 2.0 h
-bf16_only sweep $S/c2f-cifar10-jpeg-cpu-scratch.yaml --runs-dir runs --only finetune --seeds 0 "${fp32[@]}" --name c2f-cifar10-jpeg-cpu-scratch-fp32  # 17 min
-sweep $S/lt-fashion-mnist-cpu-if10.yaml --runs-dir runs --only ce mixup manifold_mixup cutmix remix am_mixup "${fp32[@]}" --name lt-fashion-mnist-cpu-if10-fp32  # 4.5 h
-sweep $S/lt-fashion-mnist-cpu-if10.yaml --runs-dir runs --only ce-120ep am_mixup-120ep "${fp32[@]}" --name lt-fashion-mnist-cpu-if10-fp32  # 2.7 h (length)
+sweep $S/c2f-cifar10-jpeg-cpu-scratch.yaml --runs-dir runs --only finetune-150ep "${as_in_docs_float32[@]}" --name c2f-cifar10-jpeg-cpu-scratch-fp32  # 2.0 h
+bf16_only sweep $S/c2f-cifar10-jpeg-cpu-scratch.yaml --runs-dir runs --only finetune --seeds 0 "${as_in_docs_float32[@]}" --name c2f-cifar10-jpeg-cpu-scratch-fp32  # 17 min
+sweep $S/lt-fashion-mnist-cpu-if10.yaml --runs-dir runs --only ce mixup manifold_mixup cutmix remix am_mixup "${as_in_docs_float32[@]}" --name lt-fashion-mnist-cpu-if10-fp32  # 4.5 h
+sweep $S/lt-fashion-mnist-cpu-if10.yaml --runs-dir runs --only ce-120ep am_mixup-120ep "${as_in_docs_float32[@]}" --name lt-fashion-mnist-cpu-if10-fp32  # 2.7 h (length)
 # The toy at its plateau (docs/results.md, the toy's length checks): CE and AM-mixup at 240 epochs, the
 # other four augmentations at IF 100 too, and the checks at 480 epochs (hours: sums of wall_time_s).
 T=configs/toy-mini-cifar-cpu.yaml
@@ -75,4 +76,4 @@ toy $T train.epochs=480 --methods am_mixup --settings balanced --out runs/toy-mi
 toy $T train.epochs=240 --methods am_mixup --settings coarse-to-fine --out runs/toy-mini-cifar-jpeg-cpu-240ep  # 1.7 h
 # The check still running (docs/results.md, "Not yet measured"): the hidden mixing site's at 120 epochs
 # (float32, beside the feature site's).
-sweep $S/ablation-lt-fashion-mnist-cpu.yaml --runs-dir runs --only site-hidden-2-120ep drop-clean-0.5-120ep "${fp32[@]}" --name ablation-lt-fashion-mnist-cpu-fp32  # about 2.5 h (estimated, not yet measured)
+sweep $S/ablation-lt-fashion-mnist-cpu.yaml --runs-dir runs --only site-hidden-2-120ep drop-clean-0.5-120ep "${as_in_docs_float32[@]}" --name ablation-lt-fashion-mnist-cpu-fp32  # about 2.5 h (estimated, not yet measured)
