@@ -556,3 +556,16 @@ def test_a_small_nonzero_value_is_never_printed_as_zero(tmp_path):
     _write_run(root / "s" / "am" / "seed0", method="am", summary={"last": {"acc": 70.0, "ece": 1e-3}})
     md = rep.report(root, tmp_path / "o", ["last.ece"], echo=False)["markdown"].read_text()
     assert "| am | 1 | 0.0010 |" in md and "| ce | 1 | 0.0020 |" in md
+
+
+@pytest.mark.parametrize("value,decimals,text", [
+    (95.675, 2, "95.68"),  # the float of 95.675 lies just below it: plain formatting shows 95.67
+    (95.55 - 95.525, 2, "0.03"),  # 0.025, computed as 0.024999999999991473
+    (-1.125, 2, "-1.13"),  # ties away from zero, as the docs round
+    (0.0649, 3, "0.065"), (3.14159, 0, "3"), (-0.001, 2, "-0.00"),
+    (float("nan"), 2, "nan"), (2e-6, rep.SCIENTIFIC, "2.00e-06"),
+])
+def test_table_numbers_round_half_up_on_their_decimal_value(value, decimals, text):
+    """report.md showed 95.67 where docs/results.md, from the same runs, shows 95.68: the float of
+    95.675 lies just below it."""
+    assert rep.fixed_decimals(value, decimals) == text

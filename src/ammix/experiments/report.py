@@ -38,7 +38,8 @@ Units. A metric is an accuracy when a part of its dotted name contains ``acc`` o
 the CSVs and the figures: the unit is decided by the file a value comes from (:data:`ACCURACY_SCALE`),
 never by the values: ``summary.json`` stores percent (kept), ``analysis.json`` fractions (× 100 when
 read). The Markdown shows accuracies with 2 decimals, other metrics as stored with one number of
-decimals per column chosen from the column's largest magnitude (in scientific notation when its values
+decimals per column chosen from the column's largest magnitude, rounded half up on the decimal value
+(95.675 shows 95.68, −1.125 shows −1.13) (in scientific notation when its values
 all lie below 1e-3, such as ``probe.grad_max``, or one nonzero value would print as 0); the CSVs keep
 full precision.
 
@@ -67,6 +68,7 @@ import re
 import shutil
 import sys
 from collections.abc import Iterable, Sequence
+from decimal import ROUND_HALF_UP, Decimal
 from importlib import resources
 from pathlib import Path
 from typing import Any
@@ -680,8 +682,15 @@ def _decimals(values: Iterable[float]) -> int:
     return SCIENTIFIC if smallest < 0.5 * 10.0**-decimals else decimals
 
 
-def _fixed(value: float, decimals: int) -> str:
-    return f"{value:.2e}" if decimals == SCIENTIFIC else f"{value:.{decimals}f}"
+def fixed_decimals(value: float, decimals: int) -> str:
+    if decimals == SCIENTIFIC:
+        return f"{value:.2e}"
+    if not math.isfinite(value):
+        return f"{value}"
+    # Half up on the decimal the float stands for, as docs/results.md rounds: the mean of 95.625, 95.85
+    # and 95.55 is 95.675, whose float lies just below it, so plain formatting shows 95.67.
+    exact = Decimal(repr(round(value, 9)))
+    return str(exact.quantize(Decimal(1).scaleb(-decimals), rounding=ROUND_HALF_UP))
 
 
 def _sections(rows: Sequence[dict]) -> list[tuple[tuple[str, str], list[dict]]]:
@@ -802,9 +811,9 @@ def _mean_std_text(mean: float, std: float, count: int, total: int, decimals: in
     if not math.isfinite(mean):
         text = "nan"
     elif count >= 2:
-        text = f"{_fixed(mean, decimals)} ± {_fixed(std, decimals)}"
+        text = f"{fixed_decimals(mean, decimals)} ± {fixed_decimals(std, decimals)}"
     else:
-        text = _fixed(mean, decimals)
+        text = fixed_decimals(mean, decimals)
     return text + (f" [{count}/{total}]" if count < total else "")
 
 

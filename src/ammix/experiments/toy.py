@@ -45,7 +45,7 @@ from ammix.engine.rundir import CONFIG, holds_run
 
 from .analyze import analyze_run, run_features
 from .curves import learning_curve, tail_measures
-from .report import SEED_DIR
+from .report import SEED_DIR, fixed_decimals
 from .sweep import (
     is_finished,
     is_folder_name,
@@ -248,7 +248,8 @@ def toy_configs(spec: dict, overrides: list[str] | None = None, quick: bool = Fa
 
 def format_table(rows: list[dict]) -> str:
     """Markdown table of the toy rows, one line per (setting, method): mean ± sample std over its
-    seeds (n), accuracies in % with 1 decimal, the rest with 3; then one line defining each column."""
+    seeds (n), accuracies in % with 1 decimal, the rest with 3 (rounded half up); then one line
+    defining each column."""
     groups: dict[tuple[str, str], list[dict]] = {}
     for row in rows:
         groups.setdefault((row["setting"], row["method"]), []).append(row)
@@ -264,10 +265,10 @@ def format_table(rows: list[dict]) -> str:
             if not values:
                 cells.append("—")
             elif len(values) == 1:
-                cells.append(f"{values[0]:.{digits}f}{of_n}")
+                cells.append(f"{fixed_decimals(values[0], digits)}{of_n}")
             else:
                 mean, std = statistics.mean(values), statistics.stdev(values)
-                cells.append(f"{mean:.{digits}f} ± {std:.{digits}f}{of_n}")
+                cells.append(f"{fixed_decimals(mean, digits)} ± {fixed_decimals(std, digits)}{of_n}")
         lines.append("| " + " | ".join(cells) + " |")
     lines += ["", "n: runs (seeds) averaged, mean ± sample std; [k/n]: over the k runs where the value is "
               "defined."]
