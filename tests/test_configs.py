@@ -57,3 +57,13 @@ def test_training_config_runs_am_mixup_with_its_measured_defaults(path):
 
 def test_the_configs_that_keep_other_choices_do_keep_them():
     assert all(_other_choices(CONFIGS / name) for name in KEEPS_OTHER_CHOICES)
+
+
+@pytest.mark.parametrize("path", [p for p in SWEEPS if p.name.startswith("ablation-")], ids=lambda p: p.name)
+def test_every_ablation_variant_spells_its_pairing_and_clean_weight(path):
+    """The 8-epoch CIFAR-10 ablation left both to the defaults: when they became drop and 0.5, its
+    `default` and `pairing-drop` became one run, and its redraw control a drop one, without a word."""
+    variants = yaml.safe_load(path.read_text())["variants"].items()
+    sections = {name: v["mixing"] for name, v in variants if v.get("mixing", {}).get("method") == "am_mixup"}
+    assert sections
+    assert [name for name, s in sections.items() if not {"pairing", "clean_weight"} <= s.keys()] == []
