@@ -63,7 +63,11 @@ def test_the_configs_that_keep_other_choices_do_keep_them():
 def test_every_ablation_variant_spells_its_pairing_and_clean_weight(path):
     """The 8-epoch CIFAR-10 ablation left both to the defaults: when they became drop and 0.5, its
     `default` and `pairing-drop` became one run, and its redraw control a drop one, without a word."""
-    variants = yaml.safe_load(path.read_text())["variants"].items()
-    sections = {name: v["mixing"] for name, v in variants if v.get("mixing", {}).get("method") == "am_mixup"}
+    sections = {}
+    for name, variant in yaml.safe_load(path.read_text())["variants"].items():
+        dotted = {key.removeprefix("mixing."): v for key, v in variant.items() if key.startswith("mixing.")}
+        section = {**variant.get("mixing", {}), **dotted}
+        if section.get("method") == "am_mixup":
+            sections[name] = section
     assert sections
     assert [name for name, s in sections.items() if not {"pairing", "clean_weight"} <= s.keys()] == []

@@ -8,6 +8,7 @@ import importlib.util
 import json
 from pathlib import Path
 
+import numpy as np
 import pytest
 import yaml
 
@@ -564,6 +565,7 @@ def test_a_small_nonzero_value_is_never_printed_as_zero(tmp_path):
     (-1.125, 2, "-1.13"),  # ties away from zero, as the docs round
     (0.0649, 3, "0.065"), (3.14159, 0, "3"), (-0.001, 2, "-0.00"),
     (float("nan"), 2, "nan"), (2e-6, rep.SCIENTIFIC, "2.00e-06"),
+    (np.float64(95.675), 2, "95.68"), (1e30, 0, "1000000000000000019884624838656"),
 ])
 def test_table_numbers_round_half_up_on_their_decimal_value(value, decimals, text):
     """report.md showed 95.67 where docs/results.md, from the same runs, shows 95.68: the float of

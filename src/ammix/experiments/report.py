@@ -683,10 +683,11 @@ def _decimals(values: Iterable[float]) -> int:
 
 
 def fixed_decimals(value: float, decimals: int) -> str:
+    value = float(value)  # a numpy scalar's repr is not a number
     if decimals == SCIENTIFIC:
         return f"{value:.2e}"
-    if not math.isfinite(value):
-        return f"{value}"
+    if not math.isfinite(value) or abs(value) >= 1e15:  # nan, inf; past Decimal's 28 digits at 4 decimals
+        return f"{value:.{decimals}f}"
     # Half up on the decimal the float stands for, as docs/results.md rounds: the mean of 95.625, 95.85
     # and 95.55 is 95.675, whose float lies just below it, so plain formatting shows 95.67.
     exact = Decimal(repr(round(value, 9)))
