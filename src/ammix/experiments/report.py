@@ -38,10 +38,9 @@ Units. A metric is an accuracy when a part of its dotted name contains ``acc`` o
 the CSVs and the figures: the unit is decided by the file a value comes from (:data:`ACCURACY_SCALE`),
 never by the values: ``summary.json`` stores percent (kept), ``analysis.json`` fractions (× 100 when
 read). The Markdown shows accuracies with 2 decimals, other metrics as stored with one number of
-decimals per column chosen from the column's largest magnitude, rounded half up on the decimal value
-(95.675 shows 95.68, −1.125 shows −1.13) (in scientific notation when its values
-all lie below 1e-3, such as ``probe.grad_max``, or one nonzero value would print as 0); the CSVs keep
-full precision.
+decimals per column chosen from the column's largest magnitude (in scientific notation when its values
+all lie below 1e-3, such as ``probe.grad_max``, or one nonzero value would print as 0), rounded half up
+on the decimal value (95.675 shows 95.68, −1.125 shows −1.13); the CSVs keep full precision.
 
 Columns. By default the first present name of each entry of :data:`PREFERRED_METRICS` (a metric shown
 when some run has it, with fallback names); when none is present, every scalar metric. ``metrics=``
@@ -683,6 +682,7 @@ def _decimals(values: Iterable[float]) -> int:
 
 
 def fixed_decimals(value: float, decimals: int) -> str:
+    """``value`` with ``decimals`` decimals (or ``SCIENTIFIC``), as the report's and toy's tables show it."""
     value = float(value)  # a numpy scalar's repr is not a number
     if decimals == SCIENTIFIC:
         return f"{value:.2e}"
