@@ -46,7 +46,7 @@ bf16_only sweep $S/c2f-fashion-mnist-cpu.yaml --runs-dir runs --only ce am_mixup
 bf16_only sweep $S/c2f-fashion-mnist-cpu.yaml --runs-dir runs --only ce mixup manifold_mixup cutmix remix am_mixup --stages probe "${as_in_docs_float32[@]}" --name c2f-fashion-mnist-cpu-fp32  # 3.5 h
 sweep $S/lt-cifar10-jpeg-cnn-cpu.yaml --runs-dir runs --only mixup-200ep manifold_mixup-200ep cutmix-200ep remix-200ep  # 2.7 h
 sweep $S/lt-cifar10-jpeg-cnn-cpu.yaml --runs-dir runs --only ce-400ep am_mixup-400ep  # 2.7 h
-toy configs/toy-mini-cifar-cpu.yaml --out runs/toy-mini-cifar-jpeg-cpu     # 3.0 h
+toy configs/toy-mini-cifar-cpu.yaml --methods ce am_mixup --out runs/toy-mini-cifar-jpeg-cpu  # 0.9 h (the length check's first step)
 toy configs/toy-mini-cifar-cpu.yaml train.epochs=60 --methods ce am_mixup --out runs/toy-mini-cifar-jpeg-cpu-60ep  # 1.9 h
 toy configs/toy-mini-cifar-cpu.yaml train.epochs=120 --methods ce am_mixup --settings long-tailed-if10 long-tailed-if100 coarse-to-fine --out runs/toy-mini-cifar-jpeg-cpu-120ep  # 2.6 h
 toy configs/toy-mini-cifar-cpu.yaml train.epochs=120 train.amp=off --methods ce am_mixup --settings balanced --out runs/toy-mini-cifar-jpeg-cpu-120ep-fp32  # 4.0 h
