@@ -639,10 +639,10 @@ def test_cpu_reproduction_script_runs_every_sweep_and_toy_in_float32_with_amp_of
         return done.returncode, log.read_text().splitlines() if log.exists() else [], done.stderr
 
     code, plain, _ = calls(None)
-    assert code == 0 and len(plain) == 39
+    assert code == 0 and len(plain) == 45
     # The docs' float32 runs are float32 here too, in the docs' -fp32 folders; the rest bf16 as configured.
     amp_off = [call for call in plain if "train.amp=off" in call]
-    assert len(amp_off) == 10 and all("-fp32" in call for call in amp_off)
+    assert len(amp_off) == 16 and all("-fp32" in call for call in amp_off)
     code, float32, _ = calls("off")
     # Left out in float32: the float32 twins of bf16 runs (the precision checks: ce-fp32 and two
     # seed-0 runs) and the probes refitted on bf16 pre-trainings and on float32 ones.
@@ -652,7 +652,7 @@ def test_cpu_reproduction_script_runs_every_sweep_and_toy_in_float32_with_amp_of
     plain = [call.replace("--only ce-fp32 ", "--only ") for call in plain
              if not any(part in call for part in left_out)]
     assert sum("ce-fp32" in call for call in float32) == 0
-    assert code == 0 and len(plain) == 35
+    assert code == 0 and len(plain) == 41
     for before, after in zip(plain, float32, strict=True):
         words = before.split()
         if words[0] == "sweep":  # appended as its own --set, after a line's own --set
