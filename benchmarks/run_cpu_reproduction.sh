@@ -2,7 +2,7 @@
 # The converged CPU-scale evidence of docs/results.md, in the order it is run (what answers the most
 # first), one run at a time on 2 cores. Each command resumes where it stopped (finished runs are
 # skipped), so the script can be re-run until all is finished. Budgets, measured on the 2-core EPYC
-# with bf16 (the float32 lines on a 2-core EPYC without it), are in each sweep or toy file: about 93 hours
+# with bf16 (the float32 lines on a 2-core EPYC without it), are in each sweep or toy file: about 87 hours
 # in all. Each line runs in the precision of the docs' numbers it makes: the configs spell bf16 autocast,
 # and the lines whose docs runs were float32 say `train.amp=off` and write the docs' `-fp32` folders. On a
 # CPU without native bf16 (no AVX-512 BF16 or AMX; a run warns) bf16 is 5-9x slower than float32, so there
@@ -79,12 +79,12 @@ sweep $S/ablation-lt-fashion-mnist-cpu.yaml --runs-dir runs --only site-hidden-2
 # The check still running (docs/results.md, "Not yet measured"): the Fashion-MNIST fine-tuning's at 60
 # epochs, on float32 pre-trainings, with their 30-epoch twins (configs/sweeps/c2f-fashion-mnist-cpu-lr0.1.yaml).
 for s in 0 1 2; do
-    sweep $S/c2f-fashion-mnist-cpu-lr0.1.yaml --runs-dir runs --only ce am_mixup --stages finetune --seeds $s "${as_in_docs_float32[@]}" finetune:train.epochs=60 --name c2f-fashion-mnist-cpu-lr0.1-ft60-fp32  # about 140 min a seed (estimated)
+    sweep $S/c2f-fashion-mnist-cpu-lr0.1.yaml --runs-dir runs --only ce am_mixup --stages finetune --seeds $s "${as_in_docs_float32[@]}" finetune:train.epochs=60 --name c2f-fashion-mnist-cpu-lr0.1-ft60-fp32  # about 55 min a seed (seed 0 measured)
 done
 for s in 0 1 2; do
     for m in ce am_mixup; do
         mkdir -p runs/c2f-fashion-mnist-cpu-lr0.1-fp32/$m/seed$s
         [ -e runs/c2f-fashion-mnist-cpu-lr0.1-fp32/$m/seed$s/pretrain ] || cp -r runs/c2f-fashion-mnist-cpu-lr0.1-ft60-fp32/$m/seed$s/pretrain runs/c2f-fashion-mnist-cpu-lr0.1-fp32/$m/seed$s/
     done
-    sweep $S/c2f-fashion-mnist-cpu-lr0.1.yaml --runs-dir runs --only ce am_mixup --stages finetune --seeds $s "${as_in_docs_float32[@]}" --name c2f-fashion-mnist-cpu-lr0.1-fp32  # about 50 min a seed (estimated)
+    sweep $S/c2f-fashion-mnist-cpu-lr0.1.yaml --runs-dir runs --only ce am_mixup --stages finetune --seeds $s "${as_in_docs_float32[@]}" --name c2f-fashion-mnist-cpu-lr0.1-fp32  # about 17 min a seed (estimated from the 60-epoch runs)
 done
